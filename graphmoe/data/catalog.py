@@ -1,0 +1,137 @@
+"""The dataset table: one :class:`DatasetInfo` per registered dataset.
+
+This is the only place that knows dataset-specific facts (folder, file names,
+metric, split protocol). Loaders in :mod:`graphmoe.data.formats` are per *format*.
+Folder names follow the default data root layout (``datasets/README.md``).
+"""
+from __future__ import annotations
+
+from .info import DatasetInfo
+
+__all__ = ["CATALOG"]
+
+_PLANETOID = "https://github.com/kimiyoung/planetoid/tree/master/data"
+_GNN_BENCH = "https://github.com/shchur/gnn-benchmark/tree/master/data/npz"
+_DGL = "https://data.dgl.ai/dataset/"
+_HETERO = "https://github.com/yandex-research/heterophilous-graphs/tree/main/data"
+_GEOM = "https://github.com/graphdml-uiuc-jlu/geom-gcn"
+_LINKX = "https://github.com/CUAI/Non-Homophily-Large-Scale/tree/master/data"
+_OGB = "https://ogb.stanford.edu/docs/nodeprop/"
+
+_PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+def _planetoid(name: str, prefix: str, description: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, format="planetoid", folder=f"planetoid_{prefix}",
+        files=tuple(f"ind.{prefix}.{part}" for part in _PLANETOID_PARTS),
+        aliases=(f"planetoid-{name}",), params={"prefix": prefix},
+        description=description + " (Planetoid public split)", source=_PLANETOID)
+
+
+def _npz(name: str, folder: str, files: str, aliases: tuple[str, ...], description: str,
+         source: str = _GNN_BENCH) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, format="npz", folder=folder, files=(files,), aliases=aliases,
+        split="per_class", description=description + " (random 20/30 per-class splits)",
+        source=source)
+
+
+def _hetero(name: str, *, metric: str = "acc", aliases: tuple[str, ...] = ()) -> DatasetInfo:
+    stem = name.replace("-", "_")
+    directed = name.endswith("-directed")
+    return DatasetInfo(
+        name=name, format="heterophilous_npz", folder="heterophilous_graphs",
+        files=(f"{stem}.npz",), aliases=aliases, metric=metric, num_splits=10,
+        params={"undirected": not directed},
+        description=f"Platonov et al. 2023 {stem} ({'directed' if directed else 'undirected'}, "
+                    f"10 provided splits)", source=_HETERO)
+
+
+def _geom(name: str, stem: str, aliases: tuple[str, ...] = ()) -> DatasetInfo:
+    splits = tuple(f"splits/{stem}_split_0.6_0.2_{i}.npz" for i in range(10))
+    sparse = stem == "film"
+    return DatasetInfo(
+        name=name, format="geom_gcn", folder="geom_gcn",
+        files=(f"new_data/{stem}/out1_node_feature_label.txt",
+               f"new_data/{stem}/out1_graph_edges.txt", *splits),
+        aliases=aliases, num_splits=10,
+        params={"num_features": 932} if sparse else {},
+        description=f"Geom-GCN {stem} (10 provided 60/20/20 splits)", source=_GEOM)
+
+
+def _fb100(name: str, file: str, split_file: str | None = None) -> DatasetInfo:
+    optional = (f"splits/{split_file}",) if split_file else ()
+    return DatasetInfo(
+        name=name, format="linkx_fb100", folder="linkx",
+        files=(f"facebook100/{file}",), optional_files=optional, aliases=(f"fb100-{name}",),
+        split="provided" if split_file else "ratio", num_splits=5 if split_file else 1,
+        num_classes=2,
+        description=f"LINKX Facebook100 {file[:-4]} (gender; "
+                    f"{'5 provided' if split_file else 'random'} 50/25/25 splits)",
+        source=_LINKX)
+
+
+def _ogb(name: str, metric: str, description: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, format="ogb_node", folder=name.replace("-", "_"), metric=metric,
+        params={"name": name}, description=description + " (official OGB split)", source=_OGB)
+
+
+CATALOG: tuple[DatasetInfo, ...] = (
+    # Planetoid citation graphs, public split.
+    _planetoid("cora", "cora", "Cora citation graph"),
+    _planetoid("citeseer", "citeseer", "CiteSeer citation graph"),
+    _planetoid("pubmed", "pubmed", "PubMed citation graph"),
+    # gnn-benchmark npz (Shchur et al. 2018), also inside DGL zips.
+    _npz("cora-npz", "gnn_benchmark_npz", "cora.npz", (), "Cora, gnn-benchmark npz"),
+    _npz("citeseer-npz", "gnn_benchmark_npz", "citeseer.npz", (),
+         "CiteSeer, gnn-benchmark npz"),
+    _npz("amazon-photo", "amazon_photo", "amazon_co_buy_photo.zip|amazon_electronics_photo.npz",
+         ("photo",), "Amazon co-purchase Photo", _DGL + "amazon_co_buy_photo.zip"),
+    _npz("amazon-computers", "amazon_computers",
+         "amazon_co_buy_computer.zip|amazon_electronics_computers.npz",
+         ("computers",), "Amazon co-purchase Computers", _DGL + "amazon_co_buy_computer.zip"),
+    _npz("coauthor-cs", "coauthor_cs", "coauthor_cs.zip|ms_academic_cs.npz", ("cs",),
+         "Coauthor CS", _DGL + "coauthor_cs.zip"),
+    _npz("coauthor-physics", "coauthor_physics", "coauthor_physics.zip|ms_academic_phy.npz",
+         ("physics",), "Coauthor Physics", _DGL + "coauthor_physics.zip"),
+    # Heterophilous graphs (Platonov et al. 2023); binary sets use ROC-AUC.
+    _hetero("roman-empire"),
+    _hetero("amazon-ratings"),
+    _hetero("minesweeper", metric="rocauc"),
+    _hetero("tolokers", metric="rocauc"),
+    _hetero("questions", metric="rocauc"),
+    *(_hetero(f"{base}{suffix}") for base in ("chameleon", "squirrel")
+      for suffix in ("", "-directed", "-filtered", "-filtered-directed")),
+    _hetero("actor"),
+    _hetero("cornell"),
+    _hetero("texas"),
+    _hetero("texas-4-classes"),
+    _hetero("wisconsin"),
+    # Geom-GCN (Pei et al. 2020) raw files with their 10 splits.
+    _geom("geom-cornell", "cornell"),
+    _geom("geom-texas", "texas"),
+    _geom("geom-wisconsin", "wisconsin"),
+    _geom("geom-film", "film", aliases=("geom-actor", "film")),
+    # LINKX (Lim et al. 2021).
+    _fb100("penn94", "Penn94.mat", "fb100-Penn94-splits.npy"),
+    _fb100("amherst41", "Amherst41.mat"),
+    _fb100("reed98", "Reed98.mat"),
+    _fb100("johnshopkins55", "Johns Hopkins55.mat"),
+    _fb100("cornell5", "Cornell5.mat"),
+    DatasetInfo(
+        name="twitch-de", format="linkx_twitch", folder="linkx",
+        files=("twitch/DE/musae_DE_edges.csv", "twitch/DE/musae_DE_features.json",
+               "twitch/DE/musae_DE_target.csv"),
+        optional_files=("splits/twitch-e-DE-splits.npy",), aliases=("twitch-e", "twitch-e-de"),
+        metric="rocauc", num_splits=5, num_classes=2, params={"lang": "DE"},
+        description="LINKX Twitch-DE (mature flag; 5 provided 50/25/25 splits)", source=_LINKX),
+    # OGB, read through the ogb package.
+    _ogb("ogbn-arxiv", "acc", "OGB arXiv citation graph"),
+    _ogb("ogbn-products", "acc", "OGB Amazon products co-purchase graph"),
+    # The embedded default: no files needed.
+    DatasetInfo(
+        name="csbm", format="csbm", split="ratio", aliases=("synthetic",),
+        description="Synthetic CSBM with a homophilous and a heterophilous region"),
+)

@@ -1,0 +1,95 @@
+"""One loader per raw file *format*; :data:`FORMATS` maps a format key to it.
+
+A loader is a function ``process(folder, required, optional, **kwargs) -> Data``:
+``folder`` is the dataset folder, ``required``/``optional`` are the resolved paths
+of :attr:`DatasetInfo.files` / :attr:`DatasetInfo.optional_files` (``None`` for an
+absent optional file), and ``kwargs`` are the format's options
+(:attr:`Format.options`, updated by :attr:`DatasetInfo.params` and by the user).
+It returns a ``Data`` with ``x``, ``y``, ``edge_index`` and, where the dataset
+ships splits, ``train_mask``/``val_mask``/``test_mask`` of shape ``[N]`` or
+``[N, num_splits]``. It may also set ``metric`` and ``num_classes``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch_geometric.data import Data
+
+from ..synthetic import csbm
+from .geom_gcn import process_geom_gcn
+from .heterophilous import process_heterophilous_npz
+from .linkx import process_fb100, process_twitch
+from .npz import process_npz
+from .ogb import (
+    locate_ogb_node,
+    ogb_evaluator,
+    process_ogb_node,
+    write_ogb_node_dataset,
+)
+from .planetoid import process_planetoid
+
+__all__ = ["FORMATS", "Format", "ogb_evaluator", "register_format", "write_ogb_node_dataset"]
+
+Locate = Callable[[str, Path, Mapping[str, Any]], tuple[Path, tuple[str, ...], tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Format:
+    """How to read one raw format.
+
+    Args:
+        process: The loader (see the module docstring).
+        options: User-facing processing options and their defaults; they are part
+            of the cache key.
+        locate: Optional ``(name, folder, options) -> (folder, required, optional)``
+            for formats whose files are only known at load time (OGB).
+        cached: Whether processed graphs are stored in the cache.
+        seeded: Whether ``process`` takes ``seed``/``split`` and returns the chosen
+            masks itself (synthetic data).
+    """
+
+    process: Callable[..., Data]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    locate: Locate | None = None
+    cached: bool = True
+    seeded: bool = False
+
+
+def _locate_ogb(name: str, folder: Path, options: Mapping[str, Any],
+                ) -> tuple[Path, tuple[str, ...], tuple[str, ...]]:
+    return locate_ogb_node(name, folder, options.get("meta_dict"))
+
+
+def _process_csbm(folder: Path, required: list[Path], optional: list[Path | None],
+                  **kwargs: Any) -> Data:
+    return csbm(**kwargs)
+
+
+_CSBM_OPTIONS = {
+    "num_nodes": 3000, "num_classes": 5, "num_features": 32, "avg_degree": 10.0,
+    "homophily": (0.8, 0.2), "region_sizes": None, "signal": 1.0, "cross_fraction": 0.02,
+    "pattern": "cyclic",
+    "train_ratio": 0.5, "val_ratio": 0.25,
+}
+
+FORMATS: dict[str, Format] = {
+    "planetoid": Format(process_planetoid),
+    "npz": Format(process_npz, {"undirected": True}),
+    "heterophilous_npz": Format(process_heterophilous_npz, {"undirected": True}),
+    "geom_gcn": Format(process_geom_gcn, {"undirected": False}),
+    "linkx_fb100": Format(process_fb100, {"undirected": True}),
+    "linkx_twitch": Format(process_twitch, {"undirected": True}),
+    "ogb_node": Format(process_ogb_node, {"undirected": False, "meta_dict": None},
+                       locate=_locate_ogb),
+    "csbm": Format(_process_csbm, _CSBM_OPTIONS, cached=False, seeded=True),
+}
+
+
+def register_format(name: str, fmt: Format, *, overwrite: bool = False) -> None:
+    """Add a raw format under ``name`` (for datasets registered by users)."""
+    if name in FORMATS and not overwrite:
+        raise ValueError(f"format {name!r} is already registered; pass overwrite=True")
+    FORMATS[name] = fmt

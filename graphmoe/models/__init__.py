@@ -1,0 +1,22 @@
+"""Backbones (MLP, GCN, GraphSAGE, GAT, GIN, DAGNN), their layers and the model registry."""
+from graphmoe.models.basic_gnn import GAT, GCN, GIN, BasicGNN, GraphSAGE
+from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
+from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.mlp import MLP
+from graphmoe.models.registry import MODEL_REGISTRY, build_model
+
+__all__ = [
+    "BasicGNN",
+    "MLP",
+    "GCN",
+    "GraphSAGE",
+    "GAT",
+    "GIN",
+    "DAGNN",
+    "GCNConv",
+    "SAGEConv",
+    "GATConv",
+    "GINConv",
+    "build_model",
+    "MODEL_REGISTRY",
+]

@@ -1,0 +1,299 @@
+r"""Sparse-dense products over a cached :class:`~graphmoe.ops.csr.CSR`, with autograd.
+
+With :math:`A_{ij} = w_{ji}` (target-major CSR) the kernels compute
+
+.. math::
+    \text{sum:}\quad \mathbf{o}_i = \sum_{j \to i} w_{ji} \mathbf{x}_j, \qquad
+    \text{mean:}\quad \mathbf{o}_i = \frac{1}{\deg(i)} \sum_{j \to i} w_{ji} \mathbf{x}_j, \qquad
+    \text{max:}\quad o_{if} = \max_{j \to i} w_{ji} x_{jf},
+
+(:math:`\mathbf{o}_i = \mathbf{0}` when :math:`i` has no in-edge) and their gradients
+
+.. math::
+    \frac{\partial L}{\partial \mathbf{X}} = \mathbf{A}^\top \frac{\partial L}{\partial \mathbf{O}},
+    \qquad
+    \frac{\partial L}{\partial w_{ji}} = \Big\langle \frac{\partial L}{\partial \mathbf{o}_i},
+    \mathbf{x}_j \Big\rangle
+
+(with :math:`\mathbf{A}` scaled by :math:`1/\deg(i)` for mean; for max, only the arg-max
+source of each :math:`(i, f)` receives :math:`\partial L / \partial o_{if}`).  None of them
+materialises the :math:`E \times F` message matrix: the backward reuses the cached transpose
+and the edge-weight gradient is a sampled dense-dense product (SDDMM).
+
+One dispatch function, :func:`select_kernel`, picks the kernel per device type, reduction and
+dtype; :func:`register_kernel` is the hook for device-specific kernels (``ops/triton``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+from graphmoe.ops.csr import CSR
+
+__all__ = ["Kernel", "select_kernel", "register_kernel", "gather_scatter"]
+
+Kernel = Callable[[Tensor, CSR, "Tensor | None"], Tensor]
+"""``kernel(x, csr, edge_weight) -> out``; ``edge_weight`` in ``edge_index`` order."""
+
+_REDUCE_IMPL = torch.ops.aten._sparse_mm_reduce_impl
+_REDUCE_IMPL_BACKWARD = torch.ops.aten._sparse_mm_reduce_impl_backward
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+def _spmm_cpu(adj: Tensor, x: Tensor) -> Tensor:
+    # ATen's vectorised CSR kernel; on 2 cores as fast as MKL's `torch.sparse.mm` and, unlike
+    # it, free of the autograd wrapper.
+    return _REDUCE_IMPL(adj, x, "sum")[0]
+
+
+def _spmm_generic(adj: Tensor, x: Tensor) -> Tensor:
+    return torch.sparse.mm(adj, x)  # cuSPARSE on CUDA
+
+
+def _csr_values(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: bool) -> Tensor:
+    """Values of the (row-normalised for mean) adjacency, in CSR order."""
+    if edge_weight is None:
+        return csr.values(dtype, "mean" if mean else "ones")
+    val = edge_weight[csr.perm]
+    return val * csr.values(dtype, "mean") if mean else val
+
+
+def _sddmm(csr: CSR, grad_out: Tensor, x: Tensor) -> Tensor:
+    r""":math:`\langle \mathbf{g}_i, \mathbf{x}_j \rangle` for every CSR entry :math:`(i, j)`."""
+    coalesced = csr.coalesced()
+    if coalesced is None:
+        pattern = csr.sparse(csr.values(x.dtype, "ones"))
+        return torch.sparse.sampled_addmm(pattern, grad_out, x.t(), beta=0.0).values()
+    # `sampled_addmm` rejects duplicate entries: compute each distinct (i, j) once, then copy.
+    rowptr, col, inverse = coalesced
+    ones = torch.ones(col.numel(), dtype=x.dtype, device=x.device)
+    pattern = torch.sparse_csr_tensor(rowptr, col, ones, (csr.num_rows, csr.num_cols),
+                                      check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, grad_out, x.t(), beta=0.0).values()[inverse]
+
+
+# ---------------------------------------------------------------------------------------------
+# sum / mean
+
+class _SpMMSum(Function):
+    r"""Differentiable :math:`\mathbf{O} = \mathbf{A}\mathbf{X}` (``mean``: rows of
+    :math:`\mathbf{A}` pre-scaled by :math:`1/\deg(i)`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, edge_weight: Tensor | None, csr: CSR, mean: bool,
+                spmm: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        ctx.csr, ctx.mean, ctx.spmm = csr, mean, spmm
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, edge_weight)
+        if csr.num_edges == 0:
+            return x.new_zeros(csr.num_rows, x.size(1))
+        return spmm(csr.sparse(_csr_values(csr, edge_weight, x.dtype, mean)), x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        csr, mean = ctx.csr, ctx.mean
+        x, edge_weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_x = grad_w = None
+        if csr.num_edges == 0:
+            if ctx.needs_input_grad[0]:
+                grad_x = grad_out.new_zeros(csr.num_cols, grad_out.size(1))
+            if ctx.needs_input_grad[1]:
+                grad_w = torch.zeros_like(edge_weight)
+            return grad_x, grad_w, None, None, None
+        if ctx.needs_input_grad[0]:
+            if edge_weight is None:  # cached transposed values, no per-call work
+                val_t = csr.values(grad_out.dtype, "mean_t" if mean else "ones_t")
+            else:
+                val_t = _csr_values(csr, edge_weight, grad_out.dtype, mean)[csr.transpose()[2]]
+            grad_x = ctx.spmm(csr.sparse(val_t, transpose=True), grad_out)
+        if ctx.needs_input_grad[1]:
+            dot = _sddmm(csr, grad_out, x)
+            if mean:
+                dot = dot * csr.values(dot.dtype, "mean")
+            grad_w = csr.to_edge_order(dot)
+        return grad_x, grad_w, None, None, None
+
+
+def _sum_kernel(spmm: Callable[[Tensor, Tensor], Tensor], mean: bool) -> Kernel:
+    def kernel(x: Tensor, csr: CSR, edge_weight: Tensor | None) -> Tensor:
+        return _SpMMSum.apply(x, edge_weight, csr, mean, spmm)
+    kernel.__name__ = f"spmm_{'mean' if mean else 'sum'}_{spmm.__name__}"
+    return kernel
+
+
+# ---------------------------------------------------------------------------------------------
+# max (CPU)
+
+# A float32 has 24 significant bits, a float64 53: widened to float64, the low 29 mantissa bits
+# of every float32 are zero.  We store the source index j in the low 28 of them.  The tag is
+# below half a float32 ulp, so (a) it never reorders two different float32 values, i.e. the
+# float64 max is the float32 max, (b) rounding the max back to float32 drops it exactly, and
+# (c) the winning j can be read back from the bits.  This turns ATen's fast, vectorised
+# `amax` SpMM (no arg-max) into an arg-max kernel, ~2x faster than its scalar arg-max path.
+_TAG_BITS = 28
+_TAG_MASK = (1 << _TAG_BITS) - 1
+# Work on column blocks below glibc's 32 MiB mmap ceiling: smaller blocks come back from the
+# heap, bigger ones are mmap-ed and page-faulted in on every call (~20 ms per 50 MB, as much
+# as the SpMM itself).  Widths are multiples of 8 doubles (one cache line per row and block).
+_BLOCK_BYTES = 30 * 2**20
+
+
+def _can_pack(x: Tensor, csr: CSR, edge_weight: Tensor | None) -> bool:
+    # Weights would multiply (and smear) the tag; inf/nan have no spare mantissa bits.  A
+    # finite sum proves all entries finite (an overflowing one only costs the fast path).
+    return (edge_weight is None and x.dtype == torch.float32 and csr.num_cols <= _TAG_MASK
+            and math.isfinite(float(x.sum())))
+
+
+def _column_blocks(num_rows: int, num_cols: int) -> list[slice]:
+    width = max(8, _BLOCK_BYTES // (8 * max(num_rows, 1)) // 8 * 8)
+    return [slice(start, start + width) for start in range(0, num_cols, width)]
+
+
+def _packed_argmax(x: Tensor, csr: CSR) -> tuple[Tensor, Tensor]:
+    """Float32 max and its arg-max source, see above.
+
+    The sources come back feature-major (``[F, num_rows]``, ``int32``, 0 for empty rows):
+    the backward scatter along contiguous rows is ~2x faster than along columns.
+    """
+    adj = csr.sparse(csr.values(torch.float64))
+    tag = torch.arange(x.size(0), device=x.device).unsqueeze(1)
+    out = x.new_empty(csr.num_rows, x.size(1))
+    src_t = torch.empty(x.size(1), csr.num_rows, dtype=torch.int32, device=x.device)
+    for cols in _column_blocks(max(x.size(0), csr.num_rows), x.size(1)):
+        tagged = x[:, cols].to(torch.float64, memory_format=torch.contiguous_format)
+        tagged.view(torch.int64).bitwise_or_(tag)
+        out64 = _REDUCE_IMPL(adj, tagged, "amax")[0]
+        out[:, cols] = out64  # exact: rounds the tag away
+        src_t[cols] = (out64.view(torch.int64) & _TAG_MASK).t()
+    return out, src_t
+
+
+def _scatter_to_sources(grad_out: Tensor, src_t: Tensor, csr: CSR) -> Tensor:
+    r""":math:`\partial L / \partial x_{jf} = \sum_{i:\, \arg\max_{if} = j} g_{if}`."""
+    src_t = src_t.long()
+    if csr.has_empty_rows:  # no arg-max: send their gradient to a dummy column
+        src_t[:, csr.deg == 0] = csr.num_cols
+    grad_t = grad_out.new_zeros(grad_out.size(1), csr.num_cols + 1)
+    grad_t.scatter_add_(1, src_t, grad_out.t().contiguous())
+    return grad_t[:, :-1].t().contiguous()
+
+
+class _SpMMMax(Function):
+    r"""Differentiable :math:`o_{if} = \max_{j \to i} w_{ji} x_{jf}` on CPU."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, edge_weight: Tensor | None, csr: CSR) -> Tensor:
+        ctx.csr = csr
+        ctx.mode = "none"
+        if csr.num_edges == 0:
+            return x.new_zeros(csr.num_rows, x.size(1))
+        val = _csr_values(csr, edge_weight, x.dtype, mean=False)
+        if not any(ctx.needs_input_grad[:2]):
+            return _REDUCE_IMPL(csr.sparse(val), x, "amax")[0]
+        if not ctx.needs_input_grad[1] and _can_pack(x, csr, edge_weight):
+            ctx.mode = "packed"
+            out, src = _packed_argmax(x, csr)
+            ctx.save_for_backward(src)
+            return out
+        # ATen computes the arg-max (a CSR position per output entry, `nnz` for empty rows)
+        # only when grad mode is on and `x` requires grad:
+        ctx.mode = "arg"
+        with torch.enable_grad():
+            out, arg = _REDUCE_IMPL(csr.sparse(val), x.detach().requires_grad_(), "amax")
+        ctx.save_for_backward(x, val, arg)
+        return out.detach()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        csr = ctx.csr
+        grad_out = grad_out.contiguous()
+        grad_x = grad_w = None
+        if ctx.mode == "none":  # no edges
+            if ctx.needs_input_grad[0]:
+                grad_x = grad_out.new_zeros(csr.num_cols, grad_out.size(1))
+            if ctx.needs_input_grad[1]:
+                grad_w = grad_out.new_zeros(0)
+        elif ctx.mode == "packed":
+            grad_x = _scatter_to_sources(grad_out, ctx.saved_tensors[0], csr)
+        else:
+            x, val, arg = ctx.saved_tensors
+            grad_adj, grad_x = _REDUCE_IMPL_BACKWARD(
+                csr.sparse(val), grad_out, x, "amax", arg,
+                [ctx.needs_input_grad[1], ctx.needs_input_grad[0]])
+            if ctx.needs_input_grad[1]:
+                grad_w = csr.to_edge_order(grad_adj.values())
+        return grad_x, grad_w, None
+
+
+def _max_cpu(x: Tensor, csr: CSR, edge_weight: Tensor | None) -> Tensor:
+    return _SpMMMax.apply(x, edge_weight, csr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference gather-scatter (any device, any dtype): materialises the E x F messages.
+
+def gather_scatter(x: Tensor, csr: CSR, edge_weight: Tensor | None, reduce: str) -> Tensor:
+    r"""Plain PyTorch :math:`\mathbf{o}_i = \bigoplus_{j \to i} w_{ji}\mathbf{x}_j`; autograd
+    by PyTorch (for max, ties share the gradient evenly)."""
+    msg = x.index_select(0, csr.col)
+    if edge_weight is not None:
+        msg = msg * edge_weight[csr.perm].unsqueeze(-1)
+    out = x.new_zeros(csr.num_rows, x.size(1))
+    if reduce == "max":
+        index = csr.row.unsqueeze(-1).expand_as(msg)
+        return out.scatter_reduce(0, index, msg, "amax", include_self=False)
+    out = out.index_add(0, csr.row, msg)
+    if reduce == "mean":
+        out = out / csr.deg.clamp(min=1).unsqueeze(-1).to(x.dtype)
+    return out
+
+
+def _reference(reduce: str) -> Kernel:
+    def kernel(x: Tensor, csr: CSR, edge_weight: Tensor | None) -> Tensor:
+        return gather_scatter(x, csr, edge_weight, reduce)
+    kernel.__name__ = f"gather_scatter_{reduce}"
+    return kernel
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+
+_KERNELS: dict[tuple[str, str], Kernel] = {
+    ("cpu", "sum"): _sum_kernel(_spmm_cpu, mean=False),
+    ("cpu", "mean"): _sum_kernel(_spmm_cpu, mean=True),
+    ("cpu", "max"): _max_cpu,
+    ("cuda", "sum"): _sum_kernel(_spmm_generic, mean=False),
+    ("cuda", "mean"): _sum_kernel(_spmm_generic, mean=True),
+    # cuSPARSE has no max semiring; ops/triton registers a fused kernel here.
+    ("cuda", "max"): _reference("max"),
+}
+_FAST_DTYPES = (torch.float32, torch.float64)
+REDUCTIONS = ("sum", "mean", "max")
+
+
+def register_kernel(device_type: str, reduce: str, kernel: Kernel) -> None:
+    """Use ``kernel(x, csr, edge_weight)`` for ``reduce`` on ``device_type`` (e.g. a Triton
+    kernel for ``"cuda"``).  It must follow the semantics above, including autograd."""
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"'reduce' must be one of {REDUCTIONS}, got {reduce!r}")
+    _KERNELS[(device_type, reduce)] = kernel
+
+
+def select_kernel(device: torch.device, reduce: str, dtype: torch.dtype) -> Kernel:
+    """The fastest correct kernel for this device type, reduction and dtype."""
+    if dtype in _FAST_DTYPES:
+        kernel = _KERNELS.get((device.type, reduce))
+        if kernel is not None:
+            return kernel
+    # Half precision on CPU, or devices without a sparse backend (MPS, XPU, ...):
+    return _reference(reduce)

@@ -1,0 +1,196 @@
+"""LightningDataModules over :func:`graphmoe.data.load_dataset` graphs."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torch_geometric.data import Data
+
+from graphmoe.training.metrics import OGB_PREFIX, metric_key
+
+__all__ = ["GraphDataModule", "NodeDataModule", "full_batch_loader"]
+
+
+def _first(items: list[Data]) -> Data:
+    return items[0]
+
+
+def full_batch_loader(data: Data) -> DataLoader:
+    """A loader yielding ``data`` itself once per epoch (full-batch training)."""
+    return DataLoader([data], batch_size=1, collate_fn=_first)
+
+
+class GraphDataModule(pl.LightningDataModule):
+    """One graph from :func:`graphmoe.data.load_dataset`, loaded on first use.
+
+    The graph is loaded lazily but before training starts: reading :attr:`num_features`,
+    :attr:`num_classes` or :attr:`metric` (as the CLI's argument links do when it builds the
+    model) loads it, so sizes are known before any model exists.
+
+    Args:
+        name: dataset name (``graphmoe datasets`` lists them).
+        root: data root; default ``$GRAPHMOE_DATA``, else ``./datasets``.
+        split: index of the fixed split for datasets that ship several.
+        seed: seed of random splits and synthetic graphs.
+        dataset_options: extra keyword options for ``load_dataset`` (e.g. CSBM parameters).
+    """
+
+    def __init__(
+        self,
+        name: str = "csbm",
+        root: str | None = None,
+        split: int = 0,
+        seed: int = 0,
+        dataset_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.root = root
+        self.split = split
+        self.seed = seed
+        self.dataset_options = dict(dataset_options or {})
+        self._data: Data | None = None
+
+    @classmethod
+    def from_data(cls, data: Data, **kwargs: Any) -> GraphDataModule:
+        """Wrap an in-memory graph (with ``train_mask``/``val_mask``/``test_mask``) instead of loading."""
+        kwargs.setdefault("name", str(getattr(data, "name", "custom")))
+        module = cls(**kwargs)
+        module._data = data
+        return module
+
+    @property
+    def data(self) -> Data:
+        """The graph (loaded on first access)."""
+        if self._data is None:
+            from graphmoe.data import load_dataset
+
+            self._data = load_dataset(
+                self.name, self.root, split=self.split, seed=self.seed, **self.dataset_options
+            )
+        return self._data
+
+    @property
+    def num_features(self) -> int:
+        """Number of node features (``data.x.size(-1)``)."""
+        return int(self.data.x.size(-1))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``data.num_classes``, else ``y.max() + 1``; labels for multi-label)."""
+        data = self.data
+        value = getattr(data, "num_classes", None)
+        if isinstance(value, Tensor):
+            value = value.item()
+        if value is None:
+            y = data.y
+            value = y.size(-1) if self.multilabel else int(y.max()) + 1
+        return int(value)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether targets are ``[num_nodes, num_labels]`` 0/1 matrices."""
+        y = self.data.y
+        return y.dim() > 1 and y.size(-1) > 1
+
+    @property
+    def metric(self) -> str:
+        """The dataset's evaluation metric: ``data.metric`` (default ``"acc"``).
+
+        Datasets that the ``ogb`` package knows (``ogbn-arxiv``, ...) are scored by its official
+        ``Evaluator``: ``"ogb:<name>"``, logged under the same key (``acc``/``rocauc``).
+        """
+        data = self.data
+        metric = str(getattr(data, "metric", None) or "acc")
+        name = str(getattr(data, "name", self.name))
+        if name.startswith(("ogbn-", "ogbg-", "ogbl-")) and not metric.startswith(OGB_PREFIX):
+            try:
+                if metric_key(OGB_PREFIX + name) == metric:
+                    return OGB_PREFIX + name
+            except ValueError:  # a custom dataset in OGB format, unknown to ogb's table
+                pass
+        return metric
+
+    def prepare_data(self) -> None:
+        """Load (and for online datasets, download and process) the graph once."""
+        _ = self.data
+
+    def setup(self, stage: str) -> None:
+        _ = self.data
+
+
+class NodeDataModule(GraphDataModule):
+    """Node classification batches: the full graph, or sampled neighbourhoods of seed nodes.
+
+    With ``batch_size=None`` (default) every stage gets the whole graph once per epoch and the
+    module picks nodes with ``train_mask``/``val_mask``/``test_mask``. With a ``batch_size``,
+    :func:`graphmoe.data.neighbor_loader` samples ``num_neighbors[l]`` neighbours per layer
+    around ``batch_size`` seed nodes of the stage's mask (seeds come first in each batch).
+
+    Args:
+        name, root, split, seed, dataset_options: see :class:`GraphDataModule`.
+        batch_size: seed nodes per mini-batch; ``None`` for full-batch.
+        num_neighbors: neighbours sampled per layer (``-1``: all); default ``[10, 10]`` when
+            ``batch_size`` is set. Use one entry per message-passing layer.
+        num_workers: loader worker processes.
+    """
+
+    def __init__(
+        self,
+        name: str = "csbm",
+        root: str | None = None,
+        split: int = 0,
+        seed: int = 0,
+        batch_size: int | None = None,
+        num_neighbors: list[int] | None = None,
+        num_workers: int = 0,
+        dataset_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, root, split, seed, dataset_options)
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+        if num_neighbors is not None and batch_size is None:
+            raise ValueError("num_neighbors needs a batch_size (sampling is only for mini-batches)")
+        self.batch_size = batch_size
+        self.num_neighbors = list(num_neighbors) if num_neighbors is not None else None
+        self.num_workers = num_workers
+        self.save_hyperparameters()
+
+    @property
+    def sampled(self) -> bool:
+        """Whether batches are sampled mini-batches."""
+        return self.batch_size is not None
+
+    def _loader(self, mask: Tensor | None, shuffle: bool) -> Any:
+        if not self.sampled:
+            return full_batch_loader(self.data)
+        from graphmoe.data import neighbor_loader
+
+        return neighbor_loader(
+            self.data,
+            self.num_neighbors or [10, 10],
+            input_nodes=mask,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+        )
+
+    def _mask(self, stage: str) -> Tensor:
+        mask = self.data.get(f"{stage}_mask")
+        if mask is None:
+            raise ValueError(f"dataset {self.name!r} has no {stage}_mask; pick a split with split=")
+        return mask
+
+    def train_dataloader(self) -> Any:
+        return self._loader(self._mask("train") if self.sampled else None, shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader(self._mask("val") if self.sampled else None, shuffle=False)
+
+    def test_dataloader(self) -> Any:
+        return self._loader(self._mask("test") if self.sampled else None, shuffle=False)
+
+    def predict_dataloader(self) -> Any:
+        return self._loader(None, shuffle=False)

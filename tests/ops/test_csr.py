@@ -1,0 +1,128 @@
+"""CSR construction and its per-graph cache."""
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+from graphmoe.ops import aggregate, clear_csr_cache, csr_cache_info, to_csr
+from graphmoe.ops.csr import CACHE_SIZE
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    clear_csr_cache()
+    yield
+    clear_csr_cache()
+
+
+def dense(csr, transpose=False):
+    """Dense adjacency (counting duplicates) rebuilt from the CSR (or its transpose)."""
+    if transpose:
+        rowptr, col, _ = csr.transpose()
+        shape = (csr.num_cols, csr.num_rows)
+    else:
+        rowptr, col, shape = csr.rowptr, csr.col, (csr.num_rows, csr.num_cols)
+    out = torch.zeros(shape, dtype=torch.long)
+    row = torch.repeat_interleave(torch.arange(shape[0]), rowptr.diff())
+    out.index_put_((row, col), torch.ones_like(col), accumulate=True)
+    return out
+
+
+def test_layout_and_transpose():
+    edge_index = torch.tensor([[0, 2, 1, 2, 2, 3], [1, 1, 0, 1, 3, 3]])  # duplicate, self-loop
+    csr = to_csr(edge_index, num_nodes=5)
+    expected = torch.zeros(5, 5, dtype=torch.long)
+    for j, i in edge_index.t().tolist():
+        expected[i, j] += 1  # row = target
+    assert torch.equal(dense(csr), expected)
+    assert torch.equal(dense(csr, transpose=True), expected.t())
+    assert torch.equal(edge_index[0, csr.perm], csr.col)  # perm maps CSR -> edge order
+    assert torch.equal(edge_index[1, csr.perm], csr.row)
+    _, _, perm_t = csr.transpose()
+    assert torch.equal(csr.row[perm_t], csr.transpose()[1])
+    assert csr.num_edges == 6 and csr.has_empty_rows
+    rowptr_u, col_u, inverse = csr.coalesced()
+    assert col_u.numel() == 5 and torch.equal(col_u[inverse], csr.col)
+
+
+def test_num_nodes_defaults_to_max_index():
+    csr = to_csr(torch.tensor([[0, 4], [1, 2]]))
+    assert csr.num_rows == csr.num_cols == 5
+    assert to_csr(torch.empty(2, 0, dtype=torch.long)).num_rows == 0
+
+
+def test_cache_hit_and_miss():
+    edge_index = torch.randint(0, 10, (2, 30))
+    first = to_csr(edge_index, 10)
+    assert to_csr(edge_index, 10) is first
+    assert csr_cache_info()["hits"] == 1 and csr_cache_info()["misses"] == 1
+    assert to_csr(edge_index, 12) is not first  # num_nodes is part of the key
+    assert to_csr(edge_index.clone(), 10) is not first  # identity, not content
+    x = torch.randn(10, 3)
+    aggregate(x, edge_index)
+    aggregate(x, edge_index, reduce="max")
+    assert csr_cache_info()["hits"] == 3
+
+
+def test_in_place_change_invalidates():
+    edge_index = torch.tensor([[0, 1], [1, 2]])
+    x = torch.eye(3)
+    before = aggregate(x, edge_index)
+    edge_index[0, 0] = 2  # now 2 -> 1
+    after = aggregate(x, edge_index)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, aggregate(x, edge_index.clone()))
+
+
+def test_in_place_change_of_base_invalidates_view():
+    base = torch.tensor([[0, 1, 0], [1, 2, 0]])
+    view = base[:, :2]
+    csr = to_csr(view, 3)
+    base[0, 0] = 2  # views share the version counter with their base
+    assert to_csr(view, 3) is not csr
+    assert torch.equal(to_csr(view, 3).col, torch.tensor([2, 1]))  # edges 2 -> 1, 1 -> 2
+
+
+def test_recycled_id_never_hits():
+    """A new tensor at the address of a freed one must not get the freed one's CSR."""
+    reused = 0
+    for step in range(20):
+        old = torch.tensor([[0], [1]])
+        old_id = id(old)
+        to_csr(old, 3)
+        del old
+        gc.collect()
+        new = torch.tensor([[2], [0]])
+        reused += id(new) == old_id
+        assert torch.equal(to_csr(new, 3).col, torch.tensor([2])), f"stale CSR at step {step}"
+    assert csr_cache_info()["size"] <= 2  # entries of freed tensors are dropped
+
+
+def test_cache_is_bounded():
+    graphs = [torch.randint(0, 5, (2, 4)) for _ in range(CACHE_SIZE + 5)]
+    csrs = [to_csr(g, 5) for g in graphs]
+    assert csr_cache_info()["size"] == CACHE_SIZE
+    assert to_csr(graphs[-1], 5) is csrs[-1]  # the most recent ones stay
+    assert to_csr(graphs[0], 5) is not csrs[0]  # the oldest was evicted
+
+
+def test_values_and_sparse_views():
+    csr = to_csr(torch.tensor([[0, 1, 2], [1, 1, 0]]), 3)
+    torch.testing.assert_close(csr.values(torch.float64, "mean"),
+                               torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64))
+    adj = csr.sparse(csr.values(torch.float32))
+    assert adj.layout == torch.sparse_csr and adj.shape == (3, 3)
+    torch.testing.assert_close(adj.to_dense().t(),
+                               csr.sparse(csr.values(torch.float32, "ones_t"), True).to_dense())
+
+
+def test_inference_mode_tensors():
+    """Inference tensors have no version counter; they are cached all the same."""
+    with torch.inference_mode():
+        edge_index = torch.tensor([[0, 1], [1, 2]])
+        x = torch.randn(3, 2)
+        out = aggregate(x, edge_index, reduce="max")
+        assert to_csr(edge_index, 3) is to_csr(edge_index, 3)
+    torch.testing.assert_close(out[2], x[1])
