@@ -29,10 +29,12 @@ def aggregate(
     as often as they occur, :math:`w_{ji} = 1` without ``edge_weight``, mean divides by the
     in-degree and max is taken per feature.  Targets without in-edges get :math:`\mathbf{0}`.
 
-    The result is differentiable w.r.t. :obj:`x` and :obj:`edge_weight`.  The CSR of
-    ``edge_index`` and its transpose are built on first use and cached per tensor (see
-    :func:`~graphmoe.ops.to_csr`), so pass the same ``edge_index`` object across calls and
-    do not rebuild it (e.g. with ``add_self_loops``) in every forward.
+    The result is differentiable w.r.t. :obj:`x` and :obj:`edge_weight` (once; for max,
+    the gradient of each :math:`o_{if}` goes to a single arg-max edge, where PyG's scatter
+    splits it evenly among exact ties).  The CSR of ``edge_index`` and its transpose are
+    built on first use and cached per tensor (see :func:`~graphmoe.ops.to_csr`), so pass the
+    same ``edge_index`` object across calls and do not rebuild it (e.g. with
+    ``add_self_loops``) in every forward.
 
     Args:
         x (torch.Tensor): Node features of shape ``[num_nodes, F]``.

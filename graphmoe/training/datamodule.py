@@ -7,6 +7,7 @@ import lightning.pytorch as pl
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch_geometric.data import Data
+from torch_geometric.transforms import BaseTransform
 
 from graphmoe.training.metrics import OGB_PREFIX, metric_key
 
@@ -35,6 +36,8 @@ class GraphDataModule(pl.LightningDataModule):
         split: index of the fixed split for datasets that ship several.
         seed: seed of random splits and synthetic graphs.
         dataset_options: extra keyword options for ``load_dataset`` (e.g. CSBM parameters).
+        transform: a PyG transform applied once to the loaded graph, e.g.
+            ``torch_geometric.transforms.NormalizeFeatures()`` (in YAML: a ``class_path``).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class GraphDataModule(pl.LightningDataModule):
         split: int = 0,
         seed: int = 0,
         dataset_options: dict[str, Any] | None = None,
+        transform: BaseTransform | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -51,6 +55,7 @@ class GraphDataModule(pl.LightningDataModule):
         self.split = split
         self.seed = seed
         self.dataset_options = dict(dataset_options or {})
+        self.transform = transform
         self._data: Data | None = None
 
     @classmethod
@@ -67,9 +72,10 @@ class GraphDataModule(pl.LightningDataModule):
         if self._data is None:
             from graphmoe.data import load_dataset
 
-            self._data = load_dataset(
+            data = load_dataset(
                 self.name, self.root, split=self.split, seed=self.seed, **self.dataset_options
             )
+            self._data = self.transform(data) if self.transform is not None else data
         return self._data
 
     @property
@@ -130,7 +136,7 @@ class NodeDataModule(GraphDataModule):
     around ``batch_size`` seed nodes of the stage's mask (seeds come first in each batch).
 
     Args:
-        name, root, split, seed, dataset_options: see :class:`GraphDataModule`.
+        name, root, split, seed, dataset_options, transform: see :class:`GraphDataModule`.
         batch_size: seed nodes per mini-batch; ``None`` for full-batch.
         num_neighbors: neighbours sampled per layer (``-1``: all); default ``[10, 10]`` when
             ``batch_size`` is set. Use one entry per message-passing layer.
@@ -147,8 +153,9 @@ class NodeDataModule(GraphDataModule):
         num_neighbors: list[int] | None = None,
         num_workers: int = 0,
         dataset_options: dict[str, Any] | None = None,
+        transform: BaseTransform | None = None,
     ) -> None:
-        super().__init__(name, root, split, seed, dataset_options)
+        super().__init__(name, root, split, seed, dataset_options, transform)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
         if num_neighbors is not None and batch_size is None:
