@@ -1,11 +1,22 @@
-r"""Fast kernels: CSR message passing and (later) sorted expert dispatch.
+r"""Fast kernels: CSR message passing and sorted expert dispatch.
 
 :func:`aggregate` computes :math:`\mathbf{o}_i = \bigoplus_{j \to i} w_{ji}\mathbf{x}_j`
 (sum, mean, max) over a CSR built once per ``edge_index`` (:func:`to_csr`), with autograd
-w.r.t. ``x`` and ``edge_weight``.  ``graphmoe.ops`` imports nothing else from graphmoe.
+w.r.t. ``x`` and ``edge_weight``. :func:`expert_ffn` runs routed expert FFNs by sorting the
+(node, expert) pairs by expert and computing each expert on its contiguous segment; on CUDA a
+Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters rows in place.
+``graphmoe.ops`` imports nothing else from graphmoe.
 """
 from graphmoe.ops.aggregate import aggregate
 from graphmoe.ops.csr import CSR, clear_csr_cache, csr_cache_info, to_csr
+from graphmoe.ops.dispatch import (
+    DispatchPlan,
+    combine_rows,
+    expert_ffn,
+    gather_rows,
+    grouped_linear,
+    plan_dispatch,
+)
 from graphmoe.ops.spmm import register_kernel, select_kernel
 
 __all__ = [
@@ -16,4 +27,10 @@ __all__ = [
     "csr_cache_info",
     "register_kernel",
     "select_kernel",
+    "DispatchPlan",
+    "plan_dispatch",
+    "gather_rows",
+    "grouped_linear",
+    "combine_rows",
+    "expert_ffn",
 ]

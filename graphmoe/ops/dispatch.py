@@ -20,7 +20,8 @@ rows by index inside its tile and scatters results back, so activations are neve
 padded or copied into expert order; without Triton, CUDA uses
 :func:`~torch.nn.functional.grouped_mm` where the shapes allow it.
 
-This module imports nothing else from graphmoe except :mod:`graphmoe.ops.triton`.
+Gradients are first order (the autograd functions are ``once_differentiable``). This
+module imports nothing else from graphmoe except :mod:`graphmoe.ops.triton`.
 """
 from __future__ import annotations
 

@@ -129,3 +129,10 @@ def test_expert_ffn_rejects_bad_shapes():
         expert_ffn(x, index, weight, w1, w2, b1, b2[:, :1])
     with pytest.raises(ValueError, match="backend"):
         expert_ffn(x, index, weight, w1, w2, backend="cuda")
+
+
+def test_backend_resolution_on_cpu():
+    from graphmoe.ops.dispatch import resolve_backend
+
+    assert resolve_backend(torch.zeros(1), "auto") == "torch"
+    assert resolve_backend(torch.zeros(1), "triton") == "triton"
