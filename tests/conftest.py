@@ -9,6 +9,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
+# Tests never touch the network: a missing dataset raises the offline error. Download tests
+# (tests/data/test_download.py) unset this and replace the downloader.
+os.environ["GRAPHMOE_OFFLINE"] = "1"
+
 
 def shared_data_root() -> Path | None:
     """The real datasets (``$GRAPHMOE_DATA``, else ``../shared/datasets``), or None."""

@@ -1,9 +1,10 @@
 """Data root resolution and the processed-file cache.
 
 Raw files live in the *data root*, which may be read-only (a shared mount, a CI
-checkout). Nothing is ever written there: processed graphs go to the *cache
-directory*, keyed by a content hash of the raw files and the processing options,
-so editing a raw file or changing an option can never return a stale graph.
+checkout). Only downloaded raw files are written there (:mod:`graphmoe.data.download`,
+and only if it is writable): processed graphs go to the *cache directory*, keyed by
+a content hash of the raw files and the processing options, so editing a raw file
+or changing an option can never return a stale graph.
 
 * ``resolve_root(root)``: explicit ``root`` > ``$GRAPHMOE_DATA`` > ``./datasets``.
 * ``cache_dir()``: ``$GRAPHMOE_CACHE``, default ``~/.cache/graphmoe``.

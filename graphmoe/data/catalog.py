@@ -6,6 +6,8 @@ Folder names follow the default data root layout (``datasets/README.md``).
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from .info import DatasetInfo
 
 __all__ = ["CATALOG"]
@@ -17,16 +19,32 @@ _HETERO = "https://github.com/yandex-research/heterophilous-graphs/tree/main/dat
 _GEOM = "https://github.com/graphdml-uiuc-jlu/geom-gcn"
 _LINKX = "https://github.com/CUAI/Non-Homophily-Large-Scale/tree/master/data"
 _OGB = "https://ogb.stanford.edu/docs/nodeprop/"
+_OGBL = "https://ogb.stanford.edu/docs/linkprop/"
+_SEAL = "https://github.com/muhanzhang/SEAL/tree/master/Python/data"
+
+# Raw-file download locations: the ones PyG's Planetoid, Amazon/Coauthor,
+# HeterophilousGraphDataset, WebKB/Actor and LINKXDataset download from.
+_PLANETOID_RAW = _PLANETOID.replace("/tree/", "/raw/")
+_GNN_BENCH_RAW = _GNN_BENCH.replace("/tree/", "/raw/")
+_HETERO_RAW = _HETERO.replace("/tree/", "/raw/")
+_GEOM_RAW = "https://raw.githubusercontent.com/graphdml-uiuc-jlu/geom-gcn/master"
+_LINKX_RAW = _LINKX.replace("/tree/", "/raw/")
 
 _PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
+def _urls(base: str, *files: str) -> dict[str, str]:
+    """``{file: base/file}`` (URL-quoted) for files laid out as in the source repository."""
+    return {file: f"{base}/{quote(file)}" for file in files}
+
+
 def _planetoid(name: str, prefix: str, description: str) -> DatasetInfo:
+    files = tuple(f"ind.{prefix}.{part}" for part in _PLANETOID_PARTS)
     return DatasetInfo(
-        name=name, format="planetoid", folder=f"planetoid_{prefix}",
-        files=tuple(f"ind.{prefix}.{part}" for part in _PLANETOID_PARTS),
+        name=name, format="planetoid", folder=f"planetoid_{prefix}", files=files,
         aliases=(f"planetoid-{name}",), params={"prefix": prefix},
-        description=description + " (Planetoid public split)", source=_PLANETOID)
+        description=description + " (Planetoid public split)", source=_PLANETOID,
+        urls=_urls(_PLANETOID_RAW, *files))
 
 
 def _npz(name: str, folder: str, files: str, aliases: tuple[str, ...], description: str,
@@ -34,7 +52,7 @@ def _npz(name: str, folder: str, files: str, aliases: tuple[str, ...], descripti
     return DatasetInfo(
         name=name, format="npz", folder=folder, files=(files,), aliases=aliases,
         split="per_class", description=description + " (random 20/30 per-class splits)",
-        source=source)
+        source=source, urls=_urls(_GNN_BENCH_RAW, files.split("|")[-1]))
 
 
 def _hetero(name: str, *, metric: str = "acc", aliases: tuple[str, ...] = ()) -> DatasetInfo:
@@ -45,19 +63,20 @@ def _hetero(name: str, *, metric: str = "acc", aliases: tuple[str, ...] = ()) ->
         files=(f"{stem}.npz",), aliases=aliases, metric=metric, num_splits=10,
         params={"undirected": not directed},
         description=f"Platonov et al. 2023 {stem} ({'directed' if directed else 'undirected'}, "
-                    f"10 provided splits)", source=_HETERO)
+                    f"10 provided splits)", source=_HETERO, urls=_urls(_HETERO_RAW, f"{stem}.npz"))
 
 
 def _geom(name: str, stem: str, aliases: tuple[str, ...] = ()) -> DatasetInfo:
     splits = tuple(f"splits/{stem}_split_0.6_0.2_{i}.npz" for i in range(10))
     sparse = stem == "film"
+    files = (f"new_data/{stem}/out1_node_feature_label.txt",
+             f"new_data/{stem}/out1_graph_edges.txt", *splits)
     return DatasetInfo(
-        name=name, format="geom_gcn", folder="geom_gcn",
-        files=(f"new_data/{stem}/out1_node_feature_label.txt",
-               f"new_data/{stem}/out1_graph_edges.txt", *splits),
+        name=name, format="geom_gcn", folder="geom_gcn", files=files,
         aliases=aliases, num_splits=10,
         params={"num_features": 932} if sparse else {},
-        description=f"Geom-GCN {stem} (10 provided 60/20/20 splits)", source=_GEOM)
+        description=f"Geom-GCN {stem} (10 provided 60/20/20 splits)", source=_GEOM,
+        urls=_urls(_GEOM_RAW, *files))
 
 
 def _fb100(name: str, file: str, split_file: str | None = None) -> DatasetInfo:
@@ -69,13 +88,28 @@ def _fb100(name: str, file: str, split_file: str | None = None) -> DatasetInfo:
         num_classes=2,
         description=f"LINKX Facebook100 {file[:-4]} (gender; "
                     f"{'5 provided' if split_file else 'random'} 50/25/25 splits)",
-        source=_LINKX)
+        source=_LINKX, urls=_urls(_LINKX_RAW, f"facebook100/{file}", *optional))
 
 
 def _ogb(name: str, metric: str, description: str) -> DatasetInfo:
     return DatasetInfo(
         name=name, format="ogb_node", folder=name.replace("-", "_"), metric=metric,
         params={"name": name}, description=description + " (official OGB split)", source=_OGB)
+
+
+def _seal(name: str, stem: str, description: str, aliases: tuple[str, ...] = ()) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, format="seal_mat", folder="seal_link_prediction", files=(f"{stem}.mat",),
+        task="link", aliases=(f"seal-{name}", *aliases), metric="rocauc", split="ratio",
+        description=f"SEAL {description} (link prediction; seeded 85/5/10 edge splits)",
+        source=_SEAL)
+
+
+def _ogbl(name: str, metric: str, description: str) -> DatasetInfo:
+    return DatasetInfo(
+        name=name, format="ogb_link", folder=name.replace("-", "_"), task="link", metric=metric,
+        params={"name": name}, description=description + " (official OGB edge split)",
+        source=_OGBL)
 
 
 CATALOG: tuple[DatasetInfo, ...] = (
@@ -130,6 +164,21 @@ CATALOG: tuple[DatasetInfo, ...] = (
     # OGB, read through the ogb package.
     _ogb("ogbn-arxiv", "acc", "OGB arXiv citation graph"),
     _ogb("ogbn-products", "acc", "OGB Amazon products co-purchase graph"),
+    # Link prediction (task="link", graphmoe.data.link): SEAL / WLNM networks without node
+    # attributes (structural features, option features=...), and OGB through the ogb package.
+    # Any node dataset (cora, citeseer, ...) also serves link prediction through
+    # graphmoe.data.link.load_link_dataset.
+    _seal("usair", "USAir", "US Air lines (332 nodes, 2,126 edges)"),
+    _seal("ns", "NS", "network-science co-authorship (1,589 nodes, 2,742 edges)"),
+    _seal("pb", "PB", "political blogs (1,222 nodes, 16,714 edges)"),
+    _seal("yeast", "Yeast", "yeast protein interactions (2,375 nodes, 11,693 edges)"),
+    _seal("celegans", "Celegans", "C. elegans neural network (297 nodes, 2,148 edges)"),
+    _seal("power", "Power", "US power grid (4,941 nodes, 6,594 edges)"),
+    _seal("router", "Router", "router-level Internet (5,022 nodes, 6,258 edges)"),
+    _seal("ecoli", "Ecoli", "E. coli metabolic network (1,805 nodes, 14,660 edges)"),
+    _ogbl("ogbl-ddi", "hits@20", "OGB drug-drug interactions"),
+    _ogbl("ogbl-collab", "hits@50", "OGB author collaborations"),
+    _ogbl("ogbl-ppa", "hits@100", "OGB protein-protein associations"),
     # The embedded default: no files needed.
     DatasetInfo(
         name="csbm", format="csbm", split="ratio", aliases=("synthetic",),

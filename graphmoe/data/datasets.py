@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
+from . import download as _download
 from .cache import DatasetNotFoundError, cache_key, load_cached, resolve_root, save_cached
 from .formats import FORMATS, Format
 from .info import DatasetInfo
@@ -39,25 +42,101 @@ def _first_present(folder: Path, entry: str) -> Path | None:
     return None
 
 
+def _resolve(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, Any],
+             ) -> tuple[Path, tuple[str, ...], tuple[str, ...], list[Path | None],
+                        list[Path | None]]:
+    """``_locate`` plus the present files: the data root's folder, or the download folder
+    (``<cache>/downloads``) when only that one holds every required file."""
+    folder, required, optional = _locate(info, fmt, root, options)
+    req = [_first_present(folder, e) for e in required]
+    if info.urls and any(p is None for p in req):
+        mirror, m_required, m_optional = _locate(info, fmt, _download.download_root(), options)
+        m_req = [_first_present(mirror, e) for e in m_required]
+        if all(p is not None for p in m_req):
+            return (mirror, m_required, m_optional, m_req,
+                    [_first_present(mirror, e) for e in m_optional])
+    return folder, required, optional, req, [_first_present(folder, e) for e in optional]
+
+
 def dataset_files(name: str, root: PathLike | None = None, **options: Any,
                   ) -> tuple[Path, list[Path | None], list[Path | None]]:
     """``(folder, required, optional)`` paths of ``name``; ``None`` marks a missing file."""
     info = get_dataset_info(name)
     fmt = FORMATS[info.format]
-    folder, required, optional = _locate(info, fmt, resolve_root(root), options)
-    return (folder, [_first_present(folder, e) for e in required],
-            [_first_present(folder, e) for e in optional])
+    folder, _, _, req, opt = _resolve(info, fmt, resolve_root(root), options)
+    return folder, req, opt
+
+
+_OFFLINE = "graphmoe does not download while offline (download=False or $GRAPHMOE_OFFLINE set)"
 
 
 def _missing_error(info: DatasetInfo, folder: Path, required: tuple[str, ...],
-                   present: list[Path | None]) -> DatasetNotFoundError:
+                   present: list[Path | None], why: str = _OFFLINE, failure: str = "",
+                   ) -> DatasetNotFoundError:
     missing = [e.replace("|", " (or ") + (")" if "|" in e else "")
                for e, p in zip(required, present) if p is None]
     source = f" (source: {info.source})" if info.source else ""
+    failure = f"; the download failed: {failure}" if failure else ""
     return DatasetNotFoundError(
-        f"Dataset {info.name!r} is not on disk and graphmoe does not download while offline: "
+        f"Dataset {info.name!r} is not on disk and {why}: "
         f"put {', '.join(missing)} into {folder}{source}; the data root is chosen by root=..., "
-        f"$GRAPHMOE_DATA or ./datasets (see datasets/README.md for the layout).")
+        f"$GRAPHMOE_DATA or ./datasets (see datasets/README.md for the layout){failure}.")
+
+
+def _url_of(info: DatasetInfo, entry: str) -> tuple[str, str] | None:
+    """``(file, url)`` of the downloadable alternative of ``entry``, or ``None``."""
+    return next(((a, info.urls[a]) for a in entry.split("|") if a in info.urls), None)
+
+
+def _copy_into(path: Path, folder: Path, target: Path) -> None:
+    dest = target / path.relative_to(folder)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, dest)
+
+
+def _fetch(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, Any],
+           folder: Path, required: tuple[str, ...], optional: tuple[str, ...],
+           present: list[Path | None], download: bool) -> Path:
+    """Download the missing raw files of ``info``; return the folder that then holds them all.
+
+    Files go into ``folder`` (under the data root) when it is writable, else into the same
+    layout under ``<cache>/downloads``, next to copies of the files the read-only root has.
+    Missing optional files with a URL are fetched too (a failure there only warns).
+    """
+    urls = [_url_of(info, e) for e in required]
+    if any(p is None and u is None for p, u in zip(present, urls)):
+        raise _missing_error(info, folder, required, present, "graphmoe has no download URL for it")
+    if not download or _download.offline():
+        raise _missing_error(info, folder, required, present)
+    target = folder
+    if not _download.is_writable(folder):
+        target = _locate(info, fmt, _download.download_root(), options)[0]
+    for entry, path, url in zip(required, present, urls):
+        if _first_present(target, entry) is not None:
+            continue
+        try:
+            if path is not None:  # in the read-only root: copy it beside the downloads
+                _copy_into(path, folder, target)
+            else:
+                _download.download_file(url[1], target / url[0])
+        except _download.DOWNLOAD_ERRORS as err:
+            reason = _download.describe_failure(url[1] if path is None else str(path), err)
+            raise _missing_error(info, folder, required, present, "could not be downloaded",
+                                 reason) from err
+    for entry in optional:
+        path, url = _first_present(folder, entry), _url_of(info, entry)
+        if _first_present(target, entry) is not None or (path is None and url is None):
+            continue
+        try:
+            if path is not None:
+                _copy_into(path, folder, target)
+            else:
+                _download.download_file(url[1], target / url[0])
+        except _download.DOWNLOAD_ERRORS as err:
+            warnings.warn(f"Could not fetch the optional file {entry} of {info.name!r} "
+                          f"({_download.describe_failure(url[1] if url else entry, err)}); "
+                          f"loading without it", stacklevel=3)
+    return target
 
 
 def _split_user_options(info: DatasetInfo, fmt: Format, options: Mapping[str, Any],
@@ -74,13 +153,13 @@ def _split_user_options(info: DatasetInfo, fmt: Format, options: Mapping[str, An
 
 
 def _process(info: DatasetInfo, fmt: Format, root: Path, processing: dict[str, Any], *,
-             seed: int, split: int, force_reload: bool) -> Data:
+             seed: int, split: int, force_reload: bool, download: bool = True) -> Data:
     kwargs = {**fmt.options, **info.params, **processing}
-    folder, required, optional = _locate(info, fmt, root, processing)
-    req = [_first_present(folder, e) for e in required]
+    folder, required, optional, req, opt = _resolve(info, fmt, root, processing)
     if any(p is None for p in req):
-        raise _missing_error(info, folder, required, req)
-    opt = [_first_present(folder, e) for e in optional]
+        folder = _fetch(info, fmt, root, processing, folder, required, optional, req, download)
+        req = [_first_present(folder, e) for e in required]
+        opt = [_first_present(folder, e) for e in optional]
     if fmt.seeded:
         return fmt.process(folder, req, opt, seed=seed, split=split, **kwargs)
     files = [p for p in (*req, *opt) if p is not None]
@@ -120,17 +199,25 @@ def _finish(data: Data, info: DatasetInfo) -> Data:
 
 
 def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, seed: int = 0,
-                 force_reload: bool = False, **options: Any) -> Data:
+                 force_reload: bool = False, download: bool = True, **options: Any) -> Data:
     r"""Load a registered node classification dataset as a PyG ``Data``.
+
+    A ``task="link"`` dataset (SEAL networks, ``ogbl-*``) returns its link split instead:
+    :func:`graphmoe.data.link.load_link_dataset` (options ``val_ratio``, ``test_ratio``,
+    ``neg_ratio`` and the format's ``features``).
 
     Args:
         name (str): Dataset name or alias, case-insensitive (``list_datasets()``).
         root (str or PathLike, optional): Data root; default ``$GRAPHMOE_DATA``,
-            else ``./datasets``. Never written to (it may be read-only).
+            else ``./datasets``. It may be read-only; only downloads are written there.
         split (int): Which split: index of a provided split (e.g. ``0..9``), or of
             the seeded random split for datasets without provided splits.
         seed (int): Seed of random splits (and of synthetic graphs).
         force_reload (bool): Re-process the raw files even if cached.
+        download (bool): Fetch missing raw files from the catalog's URLs
+            (:attr:`DatasetInfo.urls`) into the dataset folder, or into
+            ``<cache>/downloads`` when the root is read-only. ``$GRAPHMOE_OFFLINE=1``
+            turns downloading off, as ``download=False`` does.
         **options: Format options (e.g. ``undirected``; ``csbm`` parameters;
             ``meta_dict`` for OGB) and split options ``split_scheme``
             (``"per_class"`` or ``"ratio"`` forces a random split),
@@ -144,9 +231,15 @@ def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, see
     Raises:
         ValueError: unknown name (close names are listed), bad split, invalid graph.
         TypeError: unknown option.
-        DatasetNotFoundError: (a ``FileNotFoundError``) raw files are missing.
+        DatasetNotFoundError: (a ``FileNotFoundError``) raw files are missing and
+            cannot be downloaded (offline, no URL, or the download failed: the reason).
     """
     info = get_dataset_info(name)
+    if info.task == "link":  # a seeded edge split (graphmoe.data.link)
+        from .link import load_link_dataset
+
+        return load_link_dataset(name, root, split=split, seed=seed, force_reload=force_reload,
+                                 **options)
     if info.task != "node":
         raise NotImplementedError(f"{info.name!r} is a {info.task!r} dataset; only node "
                                   f"datasets load through load_dataset() so far")
@@ -157,7 +250,7 @@ def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, see
     fmt = FORMATS[info.format]
     processing, split_opts = _split_user_options(info, fmt, options)
     data = _process(info, fmt, resolve_root(root), processing, seed=seed, split=split,
-                    force_reload=force_reload)
+                    force_reload=force_reload, download=download)
     _choose_split(data, info, fmt, split_opts, seed, split)
     return _finish(data, info)
 
@@ -173,9 +266,7 @@ def list_datasets(root: PathLike | None = None) -> list[dict[str, Any]]:
     rows = []
     for info in registered_datasets():
         fmt = FORMATS[info.format]
-        folder, required, optional = _locate(info, fmt, root, {})
-        req = [_first_present(folder, e) for e in required]
-        opt = [_first_present(folder, e) for e in optional]
+        _, _, _, req, opt = _resolve(info, fmt, root, {})
         rows.append({
             "name": info.name, "task": info.task, "folder": info.folder,
             "present": all(p is not None for p in req), "size_bytes": _size(req + opt),

@@ -10,8 +10,8 @@ __all__ = ["METRICS", "SPLITS", "TASKS", "DatasetInfo", "normalize_name"]
 
 #: Learning tasks a dataset can serve. Loaders for "link", "graph" and "kg" plug in later.
 TASKS = ("node", "link", "graph", "kg")
-#: Evaluation metrics reported as ``data.metric``.
-METRICS = ("acc", "rocauc")
+#: Evaluation metrics reported as ``data.metric`` (link datasets: ROC-AUC, or OGB's Hits@K / MRR).
+METRICS = ("acc", "rocauc", "hits@20", "hits@50", "hits@100", "mrr")
 #: How train/val/test masks are obtained (see :mod:`graphmoe.data.splits`).
 SPLITS = ("provided", "per_class", "ratio")
 
@@ -47,6 +47,10 @@ class DatasetInfo:
         num_classes (int, optional): Number of classes, if not ``y.max() + 1``.
         description (str): One line for ``graphmoe datasets`` and the README.
         source (str): Where the raw files come from (shown when they are missing).
+        urls (Mapping[str, str]): Download URL of raw files, keyed by the file's entry in
+            ``files`` / ``optional_files`` (for an ``"a|b"`` entry, the alternative that is
+            downloaded). Missing files are fetched from here unless offline; a dataset with a
+            required entry lacking a URL is never downloaded.
     """
 
     name: str
@@ -63,6 +67,7 @@ class DatasetInfo:
     num_classes: int | None = None
     description: str = ""
     source: str = ""
+    urls: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -74,6 +79,11 @@ class DatasetInfo:
         if self.split not in SPLITS:
             raise ValueError(f"DatasetInfo {self.name!r}: split must be one of {SPLITS}, "
                              f"got {self.split!r}")
+        known = {alt for entry in (*self.files, *self.optional_files) for alt in entry.split("|")}
+        unknown = sorted(set(self.urls) - known)
+        if unknown:
+            raise ValueError(f"DatasetInfo {self.name!r}: urls name files that are not in files "
+                             f"or optional_files: {unknown}")
 
     @property
     def keys(self) -> tuple[str, ...]:

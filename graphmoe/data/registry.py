@@ -51,6 +51,15 @@ def _ogb_info(name: str) -> DatasetInfo:
                               "graphmoe.data.write_ogb_node_dataset, or pass meta_dict=...")
 
 
+def _ogbl_info(name: str) -> DatasetInfo:
+    canonical = name.lower()
+    return DatasetInfo(name=canonical, format="ogb_link", folder=canonical.replace("-", "_"),
+                       task="link", params={"name": canonical}, metric="hits@20",
+                       description="OGB link dataset",
+                       source="an OGB-format folder, e.g. written by "
+                              "graphmoe.data.link.write_ogb_link_dataset, or pass meta_dict=...")
+
+
 def get_dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name``; ``ValueError`` listing close names if unknown."""
     if not isinstance(name, str) or not name.strip():
@@ -60,6 +69,8 @@ def get_dataset_info(name: str) -> DatasetInfo:
         return _INFOS[_KEYS[key]]
     if name.strip().lower().startswith("ogbn-"):
         return _ogb_info(name.strip())
+    if name.strip().lower().startswith("ogbl-"):  # metric: the meta_dict's, at load time
+        return _ogbl_info(name.strip())
     close = difflib.get_close_matches(key, list(_KEYS), n=5, cutoff=0.6)
     close += [k for k in _KEYS if len(key) >= 3 and (key in k or k in key) and k not in close]
     names = list(dict.fromkeys(_KEYS[k] for k in close))[:6]

@@ -29,7 +29,9 @@ from .ogb import (
     process_ogb_node,
     write_ogb_node_dataset,
 )
+from .ogb_link import locate_ogb_link, process_ogb_link
 from .planetoid import process_planetoid
+from .seal import process_seal_mat
 
 __all__ = ["FORMATS", "Format", "ogb_evaluator", "register_format", "write_ogb_node_dataset"]
 
@@ -63,6 +65,14 @@ def _locate_ogb(name: str, folder: Path, options: Mapping[str, Any],
     return locate_ogb_node(name, folder, options.get("meta_dict"))
 
 
+def _locate_ogb_link(name: str, folder: Path, options: Mapping[str, Any],
+                     ) -> tuple[Path, tuple[str, ...], tuple[str, ...]]:
+    return locate_ogb_link(name, folder, options.get("meta_dict"))
+
+
+_STRUCTURAL = {"features": "onehot", "feature_dim": 64, "feature_seed": 0}
+
+
 def _process_csbm(folder: Path, required: list[Path], optional: list[Path | None],
                   **kwargs: Any) -> Data:
     return csbm(**kwargs)
@@ -85,6 +95,10 @@ FORMATS: dict[str, Format] = {
     "ogb_node": Format(process_ogb_node, {"undirected": False, "meta_dict": None},
                        locate=_locate_ogb),
     "csbm": Format(_process_csbm, _CSBM_OPTIONS, cached=False, seeded=True),
+    # link prediction (task="link"; see graphmoe.data.link)
+    "seal_mat": Format(process_seal_mat, _STRUCTURAL),
+    "ogb_link": Format(process_ogb_link, {"meta_dict": None, **_STRUCTURAL},
+                       locate=_locate_ogb_link),
 }
 
 
