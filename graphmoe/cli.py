@@ -10,16 +10,17 @@ Lightning subcommands (a :class:`~lightning.pytorch.cli.LightningCLI` with YAML 
 Other commands, dispatched before LightningCLI (see :data:`COMMANDS`)::
 
     graphmoe datasets [--root R]      # the dataset registry, and what is on disk
-    graphmoe demo [--epochs N]        # MLP vs GCN vs GraphSAGE on the embedded CSBM, offline
+    graphmoe demo [--epochs N]        # MLP vs GCN vs GraphSAGE vs Mowst-GCN on the embedded CSBM
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from jsonargparse import Namespace, lazy_instance
@@ -28,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from graphmoe.training import BestCheckpoint, NodeClassifier, NodeDataModule
+from graphmoe.training import BestCheckpoint, NodeClassifier, NodeDataModule, TaskModule
 from graphmoe.training.results import (
     results_table,
     stage_metrics,
@@ -39,6 +40,7 @@ from graphmoe.training.results import (
 __all__ = ["COMMANDS", "GraphMoECLI", "main"]
 
 RUNS_DIR = "runs"
+DEFAULT_MODEL = f"{NodeClassifier.__module__}.{NodeClassifier.__name__}"
 METRICS_FILE = "metrics.csv"
 
 
@@ -83,9 +85,34 @@ def _resume_version(root: Path, ckpt_path: str) -> int | None:
     return max(numbers) if numbers else None
 
 
+_UNKNOWN_OPTION = re.compile(
+    r"Parser key \"(?P<key>[\w.]+)\".*?Problem with given class_path '(?P<cls>[\w.]+)':\s*"
+    r"Option '(?P<opt>[\w.]+)' is not accepted", re.S)
+
+
+class GraphMoEArgumentParser(LightningArgumentParser):
+    """Names the full key of an option that the chosen model class does not accept.
+
+    The ``model`` section is a class choice (``class_path``, default ``NodeClassifier``), so
+    jsonargparse reports a misspelt option as a failed union match; the first line of the
+    error now says ``model.<option>`` and the class it was checked against.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        match = _UNKNOWN_OPTION.search(message)
+        if match:
+            message = (f"Option '{match['key']}.{match['opt']}' is not accepted by "
+                       f"{match['cls']}\n{message}")
+        super().error(message, ex)
+
+
 class GraphMoECLI(LightningCLI):
     """LightningCLI for graphmoe: data sizes linked into the model, best-checkpoint evaluation.
 
+    * ``model`` is any task module (a :class:`~graphmoe.training.TaskModule`): configs without
+      a ``class_path`` get :class:`~graphmoe.training.NodeClassifier` (``model: {backbone:
+      gcn}``), others name it (``model: {class_path: graphmoe.training.mowst.MowstModule,
+      init_args: {...}}``);
     * ``data.num_features``/``num_classes``/``metric`` fill ``model.in_channels``/
       ``out_channels``/``metric``;
     * a :class:`~graphmoe.training.BestCheckpoint` (``checkpoint:`` section) keeps the best
@@ -97,7 +124,9 @@ class GraphMoECLI(LightningCLI):
     """
 
     def __init__(self, args: Any = None, **kwargs: Any) -> None:
-        kwargs.setdefault("model_class", NodeClassifier)
+        kwargs.setdefault("model_class", TaskModule)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("parser_class", GraphMoEArgumentParser)
         kwargs.setdefault("datamodule_class", NodeDataModule)
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -113,9 +142,10 @@ class GraphMoECLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        parser.link_arguments("data.num_features", "model.in_channels", apply_on="instantiate")
-        parser.link_arguments("data.num_classes", "model.out_channels", apply_on="instantiate")
-        parser.link_arguments("data.metric", "model.metric", apply_on="instantiate")
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
+        parser.link_arguments("data.num_features", "model.init_args.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.init_args.out_channels", apply_on="instantiate")
+        parser.link_arguments("data.metric", "model.init_args.metric", apply_on="instantiate")
 
     # -- before instantiation: logger name and resume directory ---------------------------------
 
@@ -152,11 +182,14 @@ class GraphMoECLI(LightningCLI):
 
     @staticmethod
     def _run_name(cfg: Namespace) -> str:
-        """``<backbone>/<dataset>`` from the config (``gcn/cora``)."""
+        """``<backbone>/<dataset>`` from the config (``gcn/cora``; Mowst: ``mowst-gcn/cora``)."""
         model, data = cfg.get("model") or Namespace(), cfg.get("data") or Namespace()
         model = model.get("init_args", model)
         data = data.get("init_args", data)
-        return f"{model.get('backbone') or 'model'}/{data.get('name') or 'data'}"
+        name = model.get("backbone")
+        if not name and model.get("strong"):  # a mixture: <variant>-<strong expert>
+            name = f"{model.get('variant') or 'mowst'}-{model.get('strong')}"
+        return f"{name or 'model'}/{data.get('name') or 'data'}"
 
     # -- trainer: the Rich progress bar; the checkpoint callback only when fitting with checkpoints
 
@@ -242,8 +275,8 @@ def cmd_datasets(argv: list[str]) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    """Compare MLP, GCN and GraphSAGE on the embedded CSBM graph, offline."""
-    from graphmoe.training.demo import DEMO_EPOCHS, demo_table, run_demo
+    """Compare MLP, GCN, GraphSAGE and Mowst-GCN on the embedded CSBM graph, offline."""
+    from graphmoe.training.demo import DEMO_EPOCHS, demo_table, routing_table, run_demo
 
     parser = argparse.ArgumentParser(prog="graphmoe demo", description=cmd_demo.__doc__)
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs per model")
@@ -252,9 +285,12 @@ def cmd_demo(argv: list[str]) -> int:
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     console = Console()
-    with console.status("training MLP, GCN and GraphSAGE on the CSBM graph ..."):
+    with console.status("training MLP, GCN, GraphSAGE and Mowst-GCN on the CSBM graph ..."):
         results, data = run_demo(epochs=args.epochs, seed=args.seed)
     console.print(demo_table(results, data))
+    routing = routing_table(results)
+    if routing is not None:
+        console.print(routing)
     return 0
 
 
@@ -262,6 +298,7 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "datasets": cmd_datasets,
     "demo": cmd_demo,
+    "topology": __import__("graphmoe.training.topology", fromlist=["cmd_topology"]).cmd_topology,
 }
 
 

@@ -2,6 +2,7 @@
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, BasicGNN, GraphSAGE
 from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
 from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.gmoe import GMoE, GMoEConv
 from graphmoe.models.mlp import MLP
 from graphmoe.models.registry import MODEL_REGISTRY, build_model
 
@@ -13,6 +14,8 @@ __all__ = [
     "GAT",
     "GIN",
     "DAGNN",
+    "GMoE",
+    "GMoEConv",
     "GCNConv",
     "SAGEConv",
     "GATConv",

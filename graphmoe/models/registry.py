@@ -5,6 +5,7 @@ import torch
 
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, GraphSAGE
 from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.gmoe import GMoE
 from graphmoe.models.mlp import MLP
 
 MODEL_REGISTRY: dict[str, type[torch.nn.Module]] = {
@@ -15,6 +16,7 @@ MODEL_REGISTRY: dict[str, type[torch.nn.Module]] = {
     "gat": GAT,
     "gin": GIN,
     "dagnn": DAGNN,
+    "gmoe": GMoE,
 }
 
 

@@ -72,7 +72,17 @@ class TaskModule(pl.LightningModule):
         )
 
     def add_aux_loss(self, loss: Tensor, aux: Tensor | None, batch_size: int) -> Tensor:
-        """``loss + aux`` (logged as ``train/aux_loss``), or ``loss`` when there is none."""
+        """``loss + aux`` (logged as ``train/aux_loss``), or ``loss`` when there is none.
+
+        Routing statistics of submodules that expose ``aux_metrics()`` (a ``{name: value}``
+        dict, e.g. :meth:`graphmoe.models.GMoE.aux_metrics`: load per expert) are logged as
+        ``train/<name>``.
+        """
+        for module in self.modules():
+            metrics = getattr(module, "aux_metrics", None)
+            if module is not self and callable(metrics):
+                self.log_dict({f"train/{name}": value for name, value in metrics().items()},
+                              on_step=False, on_epoch=True, batch_size=batch_size)
         if aux is None:
             return loss
         self.log("train/aux_loss", aux, on_step=False, on_epoch=True, batch_size=batch_size)

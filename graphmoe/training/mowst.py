@@ -1,0 +1,734 @@
+r"""Mowst and Mowst* training as a LightningModule (manual optimization).
+
+The math (dispersion, gate, losses, inference rules, cross-fitting, conditional computation) is
+in :mod:`graphmoe.models.mowst`; this module runs the schedules, one full-batch training step
+per Lightning epoch, and decides after each validation what happens next:
+
+* **Mowst** (``variant="mowst"``), alternating turns as in the paper: (a) the weak expert and
+  the gate train while the strong expert is frozen *and in eval mode*; (b) the strong expert
+  trains while the weak expert and the gate are frozen in eval mode. A turn stops after
+  ``patience`` epochs without improving its own best validation metric (or after
+  ``max_turn_epochs``). The model then goes back to the best state seen so far: the turn's
+  best if it beat every earlier state, else the state before the turn (weights of both experts,
+  the gate, the cross-fitting copies and the optimizer state are saved and restored together).
+  A round is (a) then (b); training stops after ``outer_patience`` rounds without improvement
+  (or ``max_rounds``).
+* **Mowst*** (``variant="mowst_star"``): one joint phase on the mixture likelihood, with the
+  same early stopping and restore.
+* ``pretrain``: ``"weak"``, ``"strong"`` or ``"both"`` first trains that expert alone (plain
+  cross-entropy), early-stopped on its own validation metric.
+* ``gate_fit``: ``"crossfit"`` (default) fits the gate on out-of-fold predictions of ``K``
+  copies of the experts (:mod:`graphmoe.models.mowst_crossfit`); ``"insample"`` fits it on the
+  training nodes, as published (this reproduces the gate collapse).
+
+Model selection is by the validation metric of the whole model under the chosen inference rule
+(random draws use a fixed generator, so the score is a function of the weights). ``val/<metric>``
+is logged *after* the schedule's decision, for the weights the model holds at the end of the
+epoch, so the best checkpoint of :class:`~graphmoe.training.BestCheckpoint` is the state the
+schedule keeps. During pretraining it is NaN (the mixture is not assembled yet).
+
+Logged per epoch: ``val/<metric>``, ``val/loss``, ``mowst/conf_mean`` (mean :math:`C` over all
+nodes), ``mowst/weak_frac`` (fraction routed to the weak expert), the experts' own validation
+metrics ``mowst/weak_<metric>``, ``mowst/strong_<metric>``, ``mowst/phase``; at the end of each
+turn ``turn/val``, ``turn/conf_mean``, ``turn/weak_frac`` and the quantiles ``turn/conf_q*`` of
+:math:`C`. The whole turn history and the final distribution of :math:`C` per split go to
+``mowst.json`` in the log directory.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+
+from graphmoe.training.base import TaskModule
+from graphmoe.training.metrics import build_metric, metric_key
+
+__all__ = ["MowstModule", "QUANTILES", "SUMMARY_FILE"]
+
+SUMMARY_FILE = "mowst.json"
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+PRETRAIN = ("none", "weak", "strong", "both")
+GATE_FITS = ("crossfit", "insample")
+_PHASE_CODE = {"pretrain_weak": -2, "pretrain_strong": -1, "weak": 0, "strong": 1, "joint": 2,
+               "done": 3}
+
+
+def _choice(name: str, value: Any, choices: tuple, owner: str = "MowstModule") -> Any:
+    if value not in choices:
+        raise ValueError(f"{owner} expects {name} to be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _quantiles(values: Tensor) -> dict[str, float]:
+    if values.numel() == 0:
+        return {}
+    q = torch.quantile(values.float().cpu(), torch.tensor(QUANTILES))
+    return {f"q{int(round(p * 100)):02d}": float(v) for p, v in zip(QUANTILES, q)}
+
+
+class MowstModule(TaskModule):
+    r"""Mowst / Mowst* node classification (Zeng et al., ICLR 2024) with a weak and a strong
+    expert from :func:`graphmoe.models.build_model`.
+
+    Args:
+        weak: registry name of the weak expert (default ``"mlp"``).
+        strong: registry name of the strong expert (``"gcn"``, ``"sage"``, ``"gat"``, ``"gin"``,
+            ``"dagnn"``).
+        hidden_channels, num_layers, dropout: backbone settings shared by both experts.
+        weak_kwargs, strong_kwargs: per-expert overrides and extra backbone arguments
+            (``{"dropout": 0.2, "norm": "batch_norm"}``).
+        variant: ``"mowst"`` (alternating turns, confidence-weighted losses) or
+            ``"mowst_star"`` (joint training of the probability mixture).
+        dispersion: ``"variance"``, ``"entropy"`` or ``"both"``.
+        gate_input: ``"dispersion"`` or ``"dispersion+x"``.
+        gate_hidden, gate_layers, gate_dropout: the gate MLP.
+        detach_dispersion: keep the gate's gradient out of the weak expert (reference behaviour).
+        gate_fit: ``"crossfit"`` (default: the gate learns from out-of-fold predictions, see
+            :mod:`graphmoe.models.mowst_crossfit`) or ``"insample"`` (as published).
+        num_folds: folds of the training nodes for ``"crossfit"``.
+        expert_weights: how an expert's turn weighs the nodes (Mowst): ``"mean"`` (the published
+            loss, :math:`\frac{1}{|S|}\sum_v C_v \mathrm{CE}^{w}_v`) or ``"normalized"``
+            (:math:`\sum_v C_v \mathrm{CE}^{w}_v / \sum_v C_v`, and :math:`1 - C_v` for the
+            strong expert: the same minimiser, but an expert given few nodes is not starved
+            into its weight decay); default ``"normalized"`` with ``gate_fit="crossfit"``,
+            ``"mean"`` with ``"insample"``.
+        pretrain: ``"none"``, ``"weak"``, ``"strong"`` or ``"both"``.
+        inference: ``"random"`` (the paper's rule, averaged over ``num_draws`` draws),
+            ``"threshold"`` or ``"soft"``; default ``"random"`` for Mowst, ``"soft"`` for Mowst*.
+        threshold: threshold of the ``"threshold"`` rule (weak where :math:`C \ge` threshold).
+        num_draws: draws of the random rule; the metric is averaged over them.
+        conditional_inference: at test/predict time run the strong expert only on the receptive
+            field of the nodes routed to it (hard rules; predictions are unchanged).
+        lr: Adam learning rate of the experts; ``gate_lr`` of the gate (default ``lr``).
+        weight_decay: Adam (L2) weight decay.
+        patience: epochs without improvement that end a turn (and a pretraining phase).
+        max_turn_epochs: longest turn.
+        outer_patience: rounds (weak turn + strong turn) without improvement that end Mowst.
+        max_rounds: most rounds.
+        seed: seed of the folds and of the random rule's evaluation draws.
+        in_channels, out_channels, metric: linked from the data by the CLI (``-1``: from the
+            datamodule at setup).
+    """
+
+    def __init__(
+        self,
+        weak: str = "mlp",
+        strong: str = "gcn",
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        weak_kwargs: dict[str, Any] | None = None,
+        strong_kwargs: dict[str, Any] | None = None,
+        variant: str = "mowst",
+        dispersion: str = "variance",
+        gate_input: str = "dispersion",
+        gate_hidden: int = 64,
+        gate_layers: int = 2,
+        gate_dropout: float = 0.0,
+        detach_dispersion: bool = True,
+        gate_fit: str = "crossfit",
+        num_folds: int = 5,
+        expert_weights: str | None = None,
+        pretrain: str = "both",
+        inference: str | None = None,
+        threshold: float = 0.5,
+        num_draws: int = 10,
+        conditional_inference: bool = False,
+        lr: float = 0.01,
+        gate_lr: float | None = None,
+        weight_decay: float = 5e-4,
+        patience: int = 50,
+        max_turn_epochs: int = 500,
+        outer_patience: int = 2,
+        max_rounds: int = 10,
+        seed: int = 0,
+        in_channels: int = -1,
+        out_channels: int = -1,
+        metric: str = "acc",
+    ) -> None:
+        super().__init__()
+        from graphmoe.models.mowst import DISPERSIONS, GATE_INPUTS, RULES, check_variant
+
+        variant = check_variant(variant, "MowstModule")
+        _choice("dispersion", dispersion, DISPERSIONS)
+        _choice("gate_input", gate_input, GATE_INPUTS)
+        _choice("gate_fit", gate_fit, GATE_FITS)
+        if expert_weights is None:
+            expert_weights = "normalized" if gate_fit == "crossfit" else "mean"
+        _choice("expert_weights", expert_weights, ("normalized", "mean"))
+        _choice("pretrain", pretrain, PRETRAIN)
+        if inference is None:
+            inference = "random" if variant == "mowst" else "soft"
+        _choice("inference", inference, RULES)
+        for name, value, low in (("patience", patience, 1), ("max_turn_epochs", max_turn_epochs, 1),
+                                 ("outer_patience", outer_patience, 1), ("max_rounds", max_rounds, 1),
+                                 ("num_draws", num_draws, 1), ("num_folds", num_folds, 2)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"MowstModule expects {name} to be an int >= {low}, got {value!r}")
+        self.save_hyperparameters()
+        self.hparams.update(variant=variant, inference=inference, expert_weights=expert_weights)
+        self._expert_weights = expert_weights
+        self.automatic_optimization = False
+        self.metric_key = metric_key(metric)
+        self.model: torch.nn.Module | None = None
+        self.crossfit: torch.nn.Module | None = None
+        self.schedule: dict[str, Any] = self._initial_schedule()
+        self._cache: dict[str, Tensor] = {}
+        self._subgraphs: dict[tuple, tuple] = {}
+        self._summary: dict[str, Any] = {}
+        if in_channels > 0 and out_channels > 0:
+            self._build(in_channels, out_channels)
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _expert(self, name: str, overrides: dict[str, Any] | None, in_channels: int,
+                out_channels: int) -> torch.nn.Module:
+        from graphmoe.models import build_model
+
+        hp = self.hparams
+        kwargs: dict[str, Any] = {"in_channels": in_channels, "hidden_channels": hp.hidden_channels,
+                                  "out_channels": out_channels, "dropout": hp.dropout}
+        if name.lower() != "dagnn":
+            kwargs["num_layers"] = hp.num_layers
+        kwargs.update(overrides or {})
+        return build_model(name, **kwargs)
+
+    def _build(self, in_channels: int, out_channels: int) -> None:
+        from graphmoe.models.mowst import Mowst
+
+        hp = self.hparams
+        self.hparams.update(in_channels=in_channels, out_channels=out_channels)
+        weak = self._expert(hp.weak, hp.weak_kwargs, in_channels, out_channels)
+        strong = self._expert(hp.strong, hp.strong_kwargs, in_channels, out_channels)
+        self.model = Mowst(weak, strong, dispersion=hp.dispersion, gate_input=hp.gate_input,
+                           gate_hidden=hp.gate_hidden, gate_layers=hp.gate_layers,
+                           gate_dropout=hp.gate_dropout, detach_dispersion=hp.detach_dispersion,
+                           in_channels=in_channels)
+        self.val_metric = build_metric(hp.metric, out_channels)
+        self.test_metric = build_metric(hp.metric, out_channels)
+
+    def _build_crossfit(self, fold: Tensor) -> None:
+        from graphmoe.models.mowst_crossfit import CrossFitExperts
+
+        assert self.model is not None
+        self.crossfit = CrossFitExperts(self.model.weak, self.model.strong, fold)
+
+    def setup(self, stage: str) -> None:
+        """Build the experts from the datamodule's sizes if needed, and the cross-fitting folds."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is None or not hasattr(datamodule, "num_features"):
+            if self.model is None:
+                raise RuntimeError("MowstModule needs in_channels and out_channels, or a "
+                                   "datamodule that exposes num_features and num_classes")
+            return
+        if getattr(datamodule, "multilabel", False):
+            raise ValueError("MowstModule supports single-label node classification only; "
+                             "the dataset has multi-label targets")
+        if getattr(datamodule, "sampled", False):
+            raise ValueError("MowstModule trains full-batch: set data.batch_size to null "
+                             "(the schedule and cross-fitting need every node each epoch)")
+        if self.model is None:
+            self._build(datamodule.num_features, datamodule.num_classes)
+        for key, value in (("in_channels", datamodule.num_features),
+                           ("out_channels", datamodule.num_classes)):
+            if self.hparams[key] != value:
+                raise ValueError(f"MowstModule has {key}={self.hparams[key]} but the dataset "
+                                 f"needs {value}; leave model.{key} out so that it is taken "
+                                 f"from the data")
+        if self.hparams.gate_fit == "crossfit" and self.crossfit is None and stage == "fit":
+            from graphmoe.models.mowst_crossfit import make_folds
+
+            data = datamodule.data
+            self._build_crossfit(make_folds(self._labelled(data, "train"),
+                                            self.hparams.num_folds, self.hparams.seed))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """One Adam with three parameter groups (weak side, gate with ``gate_lr``, strong side).
+
+        Only the parameters a phase trains receive gradients, and Adam leaves parameters
+        without a gradient untouched (no weight decay either), so one optimizer serves every
+        phase; its state is saved and restored with the weights.
+        """
+        if self.model is None:
+            raise RuntimeError("MowstModule has no experts yet (see setup)")
+        hp = self.hparams
+        weak = list(self.model.weak.parameters())
+        strong = list(self.model.strong.parameters())
+        if self.crossfit is not None:
+            weak += list(self.crossfit.weak.parameters())
+            strong += list(self.crossfit.strong.parameters())
+        gate_lr = hp.gate_lr if hp.gate_lr is not None else hp.lr
+        return torch.optim.Adam([
+            {"params": weak, "lr": hp.lr, "name": "weak"},
+            {"params": list(self.model.gate.parameters()), "lr": gate_lr, "name": "gate"},
+            {"params": strong, "lr": hp.lr, "name": "strong"},
+        ], lr=hp.lr, weight_decay=hp.weight_decay)
+
+    # -- data helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _labelled(batch: Data, stage: str) -> Tensor:
+        mask = batch.get(f"{stage}_mask")
+        if mask is None:
+            raise ValueError(f"MowstModule needs data.{stage}_mask (a bool [num_nodes] mask)")
+        if batch.y.dim() > 1 and batch.y.size(-1) > 1:
+            raise ValueError("MowstModule supports single-label targets only")
+        return mask & (batch.y.view(-1) >= 0)
+
+    @staticmethod
+    def _check_batch(batch: Data) -> None:
+        if isinstance(getattr(batch, "batch_size", None), int):
+            raise ValueError("MowstModule trains full-batch; got a sampled mini-batch "
+                             "(set data.batch_size to null)")
+
+    @staticmethod
+    def _graph(batch: Data) -> tuple[Tensor, Tensor, Tensor | None]:
+        from graphmoe.models.mowst import Mowst
+
+        Mowst.check_features(batch.get("x"), "data.x")
+        return batch.x, batch.edge_index, batch.get("edge_weight")
+
+    # -- losses -------------------------------------------------------------------------------
+
+    def _pair_loss(self, weak: Tensor, strong: Tensor, gate_logit: Tensor, y: Tensor,
+                   experts: bool = False) -> Tensor:
+        """The variant's loss; ``experts=True`` marks an expert-fitting loss under fixed weights,
+        normalised per expert when ``expert_weights="normalized"`` (see the class docstring)."""
+        from graphmoe.models.mowst import mowst_loss, mowst_star_loss, normalized_mowst_loss
+
+        if self.hparams.variant == "mowst":
+            if experts and self._expert_weights == "normalized":
+                return normalized_mowst_loss(weak, strong, torch.sigmoid(gate_logit), y)
+            return mowst_loss(weak, strong, torch.sigmoid(gate_logit), y)
+        return mowst_star_loss(weak, strong, gate_logit, y)
+
+    def _cached(self, key: str, fn) -> Tensor:
+        if key not in self._cache:
+            with torch.no_grad():
+                self._cache[key] = fn()
+        return self._cache[key]
+
+    def _set_modes(self, trained: set[str]) -> None:
+        """Train mode for the trained parts, eval mode (no dropout, frozen BN) for the rest."""
+        m, cf = self.model, self.crossfit
+        parts = {"weak": [m.weak], "strong": [m.strong], "gate": [m.gate]}
+        if cf is not None:
+            parts["weak"].append(cf.weak)
+            parts["strong"].append(cf.strong)
+        for name, modules in parts.items():
+            for module in modules:
+                module.train(name in trained)
+
+    def _rows(self, module: torch.nn.Module, batch: Data, stage: str) -> Tensor:
+        """``module``'s logits on the labelled nodes of ``stage``, computed on the least of the
+        graph that gives the same outputs (rows only for the MLP, the receptive field of those
+        nodes for a GNN; see :func:`graphmoe.models.mowst_conditional.rows_of`)."""
+        from graphmoe.models.mowst import receptive_field_hops
+        from graphmoe.models.mowst_conditional import (
+            needs_source_degree,
+            receptive_subgraph,
+            rows_of,
+        )
+
+        x, ei, ew = self._graph(batch)
+        mask = self._labelled(batch, stage)
+        hops = receptive_field_hops(module)
+        sub = None
+        if hops:
+            key = (stage, id(ei), hops, needs_source_degree(module))
+            cached = self._subgraphs.get(key)
+            if cached is None or cached[0] is not ei:
+                sub = receptive_subgraph(x, ei, ew, mask, hops, key[-1])
+                # a receptive field as large as the graph saves nothing: use the graph itself
+                cached = (ei, sub if sub.stats["node_fraction"] < 0.9 else None)
+                self._subgraphs[key] = cached
+            sub = cached[1]
+            if sub is None:
+                return module(x, ei, ew)[mask]
+        return rows_of(module, x, ei, ew, mask, hops, sub)
+
+    def _phase_loss(self, phase: str, batch: Data) -> Tensor:
+        """The loss of one training step of ``phase`` on the training nodes ``T``.
+
+        Everything is computed on the rows of ``T`` (and the receptive field a GNN needs). With
+        cross-fitting, copy ``k`` trains on ``T`` minus fold ``k`` and predicts fold ``k``.
+        """
+        m, cf = self.model, self.crossfit
+        T = self._labelled(batch, "train")
+        y = batch.y.view(-1)[T]
+        fold = cf.fold[T] if cf is not None else None
+
+        def rows(module: torch.nn.Module) -> Tensor:
+            return self._rows(module, batch, "train")
+
+        x_T = self._cached("x_train", lambda: batch.x[T])
+        if phase.startswith("pretrain_"):
+            which = phase.removeprefix("pretrain_")
+            self._set_modes({which})
+            loss = F.cross_entropy(rows(getattr(m, which)), y)
+            if cf is not None:
+                for k, copy_k in enumerate(cf.copies(which)):
+                    fk = fold != k
+                    loss = loss + F.cross_entropy(rows(copy_k)[fk], y[fk])
+            return loss
+        if phase == "weak":
+            self._set_modes({"weak", "gate"})
+            S = self._cached("strong", lambda: rows(m.strong))
+            if cf is None:  # as published: the gate learns on the training nodes
+                W = rows(m.weak)
+                return self._pair_loss(W, S, m.gate_logit(W, x_T), y)
+            S_oof = self._cached("strong_oof", lambda: cf.out_of_fold("strong", rows, fold))
+            W_oof = cf.out_of_fold("weak", rows, fold)
+            g_oof = m.gate_logit(W_oof, x_T)
+            loss = self._pair_loss(W_oof, S_oof, g_oof, y)  # reaches the gate only
+            weights = g_oof.detach()
+            loss = loss + self._pair_loss(rows(m.weak), S, weights, y, experts=True)
+            for k, copy_k in enumerate(cf.weak):
+                fk = fold != k
+                S_k = self._cached(f"strong_{k}", lambda k=k: rows(cf.strong[k]))
+                loss = loss + self._pair_loss(rows(copy_k)[fk], S_k[fk], weights[fk], y[fk],
+                                              experts=True)
+            return loss
+        if phase == "strong":
+            self._set_modes({"strong"})
+            W = self._cached("weak", lambda: rows(m.weak))
+            if cf is None:
+                g = self._cached("gate", lambda: m.gate_logit(W, x_T))
+                return self._pair_loss(W, rows(m.strong), g, y, experts=True)
+            g_oof = self._cached("gate_oof", lambda: m.gate_logit(
+                cf.out_of_fold("weak", rows, fold), x_T))
+            loss = self._pair_loss(W, rows(m.strong), g_oof, y, experts=True)
+            for k, copy_k in enumerate(cf.strong):
+                fk = fold != k
+                loss = loss + self._pair_loss(W[fk], rows(copy_k)[fk], g_oof[fk], y[fk],
+                                              experts=True)
+            return loss
+        # joint (Mowst*)
+        self._set_modes({"weak", "strong", "gate"})
+        if cf is None:
+            W = rows(m.weak)
+            return self._pair_loss(W, rows(m.strong), m.gate_logit(W, x_T), y)
+        W_oof = cf.out_of_fold("weak", rows, fold)
+        S_oof = cf.out_of_fold("strong", rows, fold)
+        g_oof = m.gate_logit(W_oof, x_T)
+        loss = self._pair_loss(W_oof, S_oof, g_oof, y)  # reaches the gate only
+        weights = g_oof.detach()
+        loss = loss + self._pair_loss(rows(m.weak), rows(m.strong), weights, y)
+        for k in range(cf.num_folds):
+            fk = fold != k
+            loss = loss + self._pair_loss(rows(cf.weak[k])[fk], rows(cf.strong[k])[fk],
+                                          weights[fk], y[fk])
+        return loss
+
+    # -- training -----------------------------------------------------------------------------
+
+    def training_step(self, batch: Data, batch_idx: int) -> Tensor | None:
+        self._check_batch(batch)
+        phase = self.schedule["phase"]
+        if phase == "done":
+            self.trainer.should_stop = True
+            return None
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        loss = self._phase_loss(phase, batch)
+        self.manual_backward(loss)
+        optimizer.step()
+        n = int(self._labelled(batch, "train").sum())
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=n)
+        return loss.detach()
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.hparams.seed) + 7919)
+
+    @torch.no_grad()
+    def _evaluate(self, batch: Data, stage: str, conditional: bool = False) -> dict[str, Any]:
+        """Metric of the whole model (and of each expert) on ``stage``'s nodes, eval mode.
+
+        ``conf`` is :math:`C` on every node; the experts run on the rows of ``stage`` only
+        (``conditional=True``: the paper's inference path, the strong expert on the receptive
+        field of the nodes routed to it, over the whole graph).
+        """
+        m, hp = self.model, self.hparams
+        self._set_modes(set())
+        x, ei, ew = self._graph(batch)
+        y = batch.y.view(-1)
+        mask = self._labelled(batch, stage)
+        rule = dict(rule=hp.inference, threshold=hp.threshold, num_draws=hp.num_draws,
+                    generator=self._generator())
+        stats: dict[str, float] = {}
+        weak_all = m.weak(x, ei, ew)
+        gate_all = m.gate_logit(weak_all, x)
+        if conditional and hp.inference != "soft":
+            pred = m.predict(x, ei, ew, conditional=True, **rule)
+            stats = pred.stats
+            draws = pred.draw_probs()[:, mask]
+            strong = pred.strong_probs[mask].nan_to_num(1.0 / pred.probs.size(-1)).log()
+            frac = float(pred.weak_mask[:, mask].float().mean())
+        else:
+            from graphmoe.models.mowst import route
+
+            strong = self._rows(m.strong, batch, stage)
+            draws_all = route(torch.sigmoid(gate_all), hp.inference, hp.threshold, hp.num_draws,
+                              self._generator())  # drawn for every node, as predict() does
+            pred = m.combine(weak_all[mask], strong, gate_all[mask], rule=hp.inference,
+                             weak_mask=None if draws_all is None else draws_all[:, mask])
+            draws, frac = pred.draw_probs(), pred.stats["fraction_weak"]
+        weak, gate = weak_all[mask], gate_all[mask]
+        metric = self.test_metric if stage == "test" else self.val_metric
+        scores = []
+        for probs in draws:
+            metric.update(probs.clamp_min(1e-12).log(), y[mask])
+            scores.append(float(metric.compute()))
+            metric.reset()
+        expert_scores = {}
+        for name, logits in (("weak", weak), ("strong", strong)):
+            if name == "strong" and stats:  # skipped rows: no score of the strong expert alone
+                expert_scores[name] = float("nan")
+                continue
+            metric.update(logits, y[mask])
+            expert_scores[name] = float(metric.compute())
+            metric.reset()
+        loss = self._pair_loss(weak, strong, gate, y[mask])
+        conf = torch.sigmoid(gate_all)
+        return {"score": sum(scores) / len(scores), "loss": float(loss),
+                "weak_score": expert_scores["weak"], "strong_score": expert_scores["strong"],
+                "conf_mean": float(conf.mean()), "weak_frac": frac,
+                "n": int(mask.sum()), "conf": conf, **{f"cond_{k}": v for k, v in stats.items()}}
+
+    def _log_eval(self, stage: str, ev: dict[str, Any], score: float) -> None:
+        key = self.metric_key
+        n = max(ev["n"], 1)
+        self.log(f"{stage}/{key}", score, on_step=False, on_epoch=True, batch_size=n,
+                 prog_bar=stage != "test")
+        self.log(f"{stage}/loss", ev["loss"], on_step=False, on_epoch=True, batch_size=n)
+        extra = {f"mowst/{stage}_weak_{key}": ev["weak_score"],
+                 f"mowst/{stage}_strong_{key}": ev["strong_score"],
+                 "mowst/conf_mean": ev["conf_mean"], "mowst/weak_frac": ev["weak_frac"]}
+        for name in ("node_fraction", "edge_fraction"):
+            if f"cond_{name}" in ev:
+                extra[f"mowst/{stage}_{name}"] = ev[f"cond_{name}"]
+        if stage == "val":
+            extra["mowst/phase"] = float(_PHASE_CODE[self.schedule["phase"]])
+        self.log_dict(extra, on_step=False, on_epoch=True, batch_size=n)
+
+    def validation_step(self, batch: Data, batch_idx: int) -> None:
+        self._check_batch(batch)
+        ev = self._evaluate(batch, "val")
+        score = ev["score"]
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit" \
+            and not self.trainer.sanity_checking
+        if fitting:
+            score = self._advance(batch, ev)
+        self._log_eval("val", ev, score)
+
+    def test_step(self, batch: Data, batch_idx: int) -> None:
+        self._check_batch(batch)
+        ev = self._evaluate(batch, "test", conditional=self.hparams.conditional_inference)
+        self._log_eval("test", ev, ev["score"])
+
+    def predict_step(self, batch: Data, batch_idx: int) -> dict[str, Tensor]:
+        """``{"node_id": [N], "logits": [N, C]}``: log-probabilities under the inference rule."""
+        self._check_batch(batch)
+        hp = self.hparams
+        x, ei, ew = self._graph(batch)
+        self._set_modes(set())
+        conditional = hp.conditional_inference and hp.inference != "soft"
+        pred = self.model.predict(x, ei, ew, rule=hp.inference, threshold=hp.threshold,
+                                  num_draws=hp.num_draws, generator=self._generator(),
+                                  conditional=conditional)
+        logits = pred.probs.clamp_min(1e-12).log()
+        return {"node_id": torch.arange(logits.size(0), device=logits.device), "logits": logits}
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """Log-probabilities ``[N, C]`` under the module's inference rule."""
+        hp = self.hparams
+        pred = self.model.predict(x, edge_index, edge_weight, rule=hp.inference,
+                                  threshold=hp.threshold, num_draws=hp.num_draws,
+                                  generator=self._generator())
+        return pred.probs.clamp_min(1e-12).log()
+
+    # -- the schedule -------------------------------------------------------------------------
+
+    def _initial_schedule(self) -> dict[str, Any]:
+        hp = self.hparams
+        phases = {"none": [], "weak": ["pretrain_weak"], "strong": ["pretrain_strong"],
+                  "both": ["pretrain_weak", "pretrain_strong"]}[hp.pretrain]
+        main = "weak" if hp.variant == "mowst" else "joint"
+        return {"phase": (phases + [main])[0], "queue": phases[1:] + [main] if phases else [],
+                "round": 0, "phase_epochs": 0, "phase_best": -math.inf, "phase_bad": 0,
+                "best_score": -math.inf, "best_state": None, "expert_state": None,
+                "round_start_best": -math.inf, "turn_start_best": -math.inf,
+                "rounds_without_improvement": 0, "history": []}
+
+    def _snapshot(self, prefixes: tuple[str, ...] | None = None) -> dict[str, Any]:
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()
+                 if prefixes is None or k.startswith(prefixes)}
+        snap: dict[str, Any] = {"model": state}
+        if prefixes is None:
+            snap["optimizer"] = copy.deepcopy(self.optimizers().optimizer.state_dict())
+        return snap
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.load_state_dict(snap["model"], strict="optimizer" in snap)
+        if "optimizer" in snap:
+            self.optimizers().optimizer.load_state_dict(snap["optimizer"])
+        self._cache.clear()
+
+    def _expert_prefixes(self, which: str) -> tuple[str, ...]:
+        return (f"model.{which}.", f"crossfit.{which}.")
+
+    def _advance(self, batch: Data, ev: dict[str, Any]) -> float:
+        """One step of the schedule after a validation; returns the score of the held weights."""
+        s, hp = self.schedule, self.hparams
+        s["phase_epochs"] += 1
+        phase = s["phase"]
+        pretraining = phase.startswith("pretrain_")
+        score = ev[f"{phase.removeprefix('pretrain_')}_score"] if pretraining else ev["score"]
+        if score > s["phase_best"]:
+            s["phase_best"], s["phase_bad"] = score, 0
+            if pretraining:
+                s["expert_state"] = self._snapshot(
+                    self._expert_prefixes(phase.removeprefix("pretrain_")))
+        else:
+            s["phase_bad"] += 1
+        if not pretraining and ev["score"] > s["best_score"]:
+            s["best_score"], s["best_state"] = ev["score"], self._snapshot()
+        ended = s["phase_bad"] >= hp.patience or s["phase_epochs"] >= hp.max_turn_epochs
+        if not ended:
+            return float("nan") if pretraining else ev["score"]
+        # end of the phase: go back to the best state, record the turn, pick the next phase
+        if pretraining:
+            self._restore(s["expert_state"])
+            s["expert_state"] = None
+        else:
+            self._restore(s["best_state"])
+        record = {"round": s["round"], "phase": phase, "epochs": s["phase_epochs"],
+                  "phase_best": s["phase_best"],
+                  "kept": bool(pretraining or s["phase_best"] > s["turn_start_best"])}
+        self._next_phase()
+        if pretraining and s["phase"].startswith("pretrain_"):
+            s["history"].append(record)
+            return float("nan")
+        after = self._evaluate(batch, "val")
+        if pretraining:  # the mixture is assembled now: its first score
+            s["best_score"], s["best_state"] = after["score"], self._snapshot()
+            s["round_start_best"] = s["turn_start_best"] = after["score"]
+            # the pretrained experts alone: MLP / GNN baselines with the same settings (for the
+            # report only; selection never looks at test)
+            test = self._evaluate(batch, "test") if batch.get("test_mask") is not None else None
+            s["pretrained"] = {
+                which: {"val": after[f"{which}_score"],
+                        "test": test[f"{which}_score"] if test else float("nan")}
+                for which in ("weak", "strong")}
+        record.update(self._turn_summary(batch, after))
+        s["history"].append(record)
+        self.log_dict({f"turn/{k}": v for k, v in record.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                      on_step=False, on_epoch=True, batch_size=1)
+        if s["phase"] == "done":
+            self.trainer.should_stop = True
+        return after["score"]
+
+    def _next_phase(self) -> None:
+        s, hp = self.schedule, self.hparams
+        phase = s["phase"]
+        if s["queue"]:
+            s["phase"] = s["queue"].pop(0)
+        elif phase == "weak":
+            s["phase"] = "strong"
+        elif phase == "strong":
+            s["round"] += 1
+            improved = s["best_score"] > s["round_start_best"]
+            s["rounds_without_improvement"] = 0 if improved else s["rounds_without_improvement"] + 1
+            s["round_start_best"] = s["best_score"]
+            stop = (s["rounds_without_improvement"] >= hp.outer_patience
+                    or s["round"] >= hp.max_rounds)
+            s["phase"] = "done" if stop else "weak"
+        else:  # joint
+            s["phase"] = "done"
+        s["phase_epochs"], s["phase_best"], s["phase_bad"] = 0, -math.inf, 0
+        s["turn_start_best"] = s["best_score"]
+        self._cache.clear()
+
+    def _turn_summary(self, batch: Data, ev: dict[str, Any]) -> dict[str, Any]:
+        conf = ev["conf"]
+        out: dict[str, Any] = {"val": ev["score"], "val_weak": ev["weak_score"],
+                               "val_strong": ev["strong_score"], "conf_mean": ev["conf_mean"],
+                               "weak_frac": ev["weak_frac"]}
+        for k, v in _quantiles(conf).items():
+            out[f"conf_{k}"] = v
+        train = self._labelled(batch, "train")
+        out["conf_mean_train"] = float(conf[train].mean()) if bool(train.any()) else float("nan")
+        return out
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def on_fit_end(self) -> None:
+        """Hold the best state (when training was cut short), write ``mowst.json``."""
+        s = self.schedule
+        if s["best_state"] is not None and s["phase"] != "done":
+            self._restore(s["best_state"])
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data = getattr(datamodule, "data", None)
+        summary: dict[str, Any] = {
+            "variant": self.hparams.variant, "gate_fit": self.hparams.gate_fit,
+            "inference": self.hparams.inference, "best_val": s["best_score"],
+            "pretrained": s.get("pretrained"), "history": s["history"]}
+        if isinstance(data, Data):
+            data = data.to(self.device)
+            summary["final"] = self.routing_summary(data)
+        self._summary = summary
+        log_dir = self.trainer.log_dir if self.trainer.logger is not None else None
+        if log_dir and self.trainer.is_global_zero:
+            path = Path(log_dir) / SUMMARY_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+    @torch.no_grad()
+    def routing_summary(self, data: Data) -> dict[str, Any]:
+        """Per split: metric of the model and of each expert, mean and quantiles of :math:`C`,
+        fraction routed to the weak expert."""
+        out: dict[str, Any] = {}
+        for stage in ("train", "val", "test"):
+            if data.get(f"{stage}_mask") is None:
+                continue
+            ev = self._evaluate(data, stage)
+            conf = ev["conf"][self._labelled(data, stage)]
+            out[stage] = {"score": ev["score"], "weak_score": ev["weak_score"],
+                          "strong_score": ev["strong_score"],
+                          "conf_mean": float(conf.mean()) if conf.numel() else float("nan"),
+                          "conf_quantiles": _quantiles(conf),
+                          "weak_frac_threshold": float((conf >= self.hparams.threshold)
+                                                       .float().mean()) if conf.numel() else 0.0}
+        out["all"] = {"conf_mean": float(ev["conf"].mean()),
+                      "conf_quantiles": _quantiles(ev["conf"])}
+        return out
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mowst_schedule"] = self.schedule
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild the experts (and cross-fitting copies) a checkpoint holds; resume the schedule."""
+        hp = checkpoint.get("hyper_parameters", {})
+        state = checkpoint.get("state_dict", {})
+        if self.model is None and hp.get("in_channels", -1) > 0 and hp.get("out_channels", -1) > 0:
+            self._build(hp["in_channels"], hp["out_channels"])
+        for key in ("in_channels", "out_channels"):
+            if key in hp and self.model is not None and hp[key] != self.hparams[key]:
+                raise ValueError(
+                    f"the checkpoint was trained with {key}={hp[key]} but this model has "
+                    f"{key}={self.hparams[key]} (from the data): evaluate it on the dataset "
+                    f"it was trained on")
+        if self.crossfit is None and "crossfit.fold" in state and self.model is not None:
+            self._build_crossfit(state["crossfit.fold"])
+        if "mowst_schedule" in checkpoint:
+            self.schedule = checkpoint["mowst_schedule"]
