@@ -29,7 +29,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from graphmoe.training import BestCheckpoint, NodeClassifier, NodeDataModule, TaskModule
+from graphmoe.training import (
+    BestCheckpoint,
+    GraphDataModule,
+    NodeClassifier,
+    NodeDataModule,
+    TaskModule,
+)
 from graphmoe.training.results import (
     results_table,
     stage_metrics,
@@ -41,6 +47,7 @@ __all__ = ["COMMANDS", "GraphMoECLI", "main"]
 
 RUNS_DIR = "runs"
 DEFAULT_MODEL = f"{NodeClassifier.__module__}.{NodeClassifier.__name__}"
+DEFAULT_DATA = f"{NodeDataModule.__module__}.{NodeDataModule.__name__}"
 METRICS_FILE = "metrics.csv"
 
 
@@ -127,7 +134,8 @@ class GraphMoECLI(LightningCLI):
         kwargs.setdefault("model_class", TaskModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("parser_class", GraphMoEArgumentParser)
-        kwargs.setdefault("datamodule_class", NodeDataModule)
+        kwargs.setdefault("datamodule_class", GraphDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {"logger": lazy_instance(CSVLogger, save_dir=RUNS_DIR)})
@@ -142,7 +150,8 @@ class GraphMoECLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
-        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL},
+                             "data": {"class_path": DEFAULT_DATA}})
         parser.link_arguments("data.num_features", "model.init_args.in_channels", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.out_channels", apply_on="instantiate")
         parser.link_arguments("data.metric", "model.init_args.metric", apply_on="instantiate")
@@ -243,6 +252,13 @@ class GraphMoECLI(LightningCLI):
 # -- non-Lightning commands ------------------------------------------------------------------
 
 
+def cmd_topology(argv: list[str]) -> int:
+    """Train a link predictor and correlate per-node performance with TC, ATC and degree."""
+    from graphmoe.training.topology import cmd_topology as run_topology
+
+    return run_topology(argv)
+
+
 def _human_size(num_bytes: int | None) -> str:
     if not num_bytes:
         return "-"
@@ -298,7 +314,7 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "datasets": cmd_datasets,
     "demo": cmd_demo,
-    "topology": __import__("graphmoe.training.topology", fromlist=["cmd_topology"]).cmd_topology,
+    "topology": cmd_topology,
 }
 
 

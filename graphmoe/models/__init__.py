@@ -1,9 +1,10 @@
-"""Backbones (MLP, GCN, GraphSAGE, GAT, GIN, DAGNN), their layers and the model registry."""
+"""Backbones (MLP, GCN, GraphSAGE, GAT, GIN, DAGNN), GMoE, Mowst, their layers and the registry."""
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, BasicGNN, GraphSAGE
 from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
 from graphmoe.models.dagnn import DAGNN
 from graphmoe.models.gmoe import GMoE, GMoEConv
 from graphmoe.models.mlp import MLP
+from graphmoe.models.mowst import ConfidenceGate, Mowst, MowstOutput, MowstPrediction
 from graphmoe.models.registry import MODEL_REGISTRY, build_model
 
 __all__ = [
@@ -16,6 +17,10 @@ __all__ = [
     "DAGNN",
     "GMoE",
     "GMoEConv",
+    "Mowst",
+    "ConfidenceGate",
+    "MowstOutput",
+    "MowstPrediction",
     "GCNConv",
     "SAGEConv",
     "GATConv",

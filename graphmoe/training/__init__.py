@@ -7,7 +7,9 @@ Layering: ``data`` -> ``training`` -> ``models``. Task modules stay thin: the ma
 from graphmoe.training.base import STAGES, TaskModule, model_aux_loss, split_output
 from graphmoe.training.callbacks import BestCheckpoint, MetricEarlyStopping
 from graphmoe.training.datamodule import GraphDataModule, NodeDataModule, full_batch_loader
+from graphmoe.training.link import LinkDataModule, LinkPredictor
 from graphmoe.training.metrics import build_metric, metric_key
+from graphmoe.training.mowst import MowstModule
 from graphmoe.training.node import NodeClassifier
 from graphmoe.training.results import RESULTS_FILE, results_table, stage_metrics, write_results
 
@@ -16,7 +18,10 @@ __all__ = [
     "STAGES",
     "BestCheckpoint",
     "GraphDataModule",
+    "LinkDataModule",
+    "LinkPredictor",
     "MetricEarlyStopping",
+    "MowstModule",
     "NodeClassifier",
     "NodeDataModule",
     "TaskModule",

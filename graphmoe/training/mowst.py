@@ -217,7 +217,8 @@ class MowstModule(TaskModule):
     def _build_crossfit(self, fold: Tensor) -> None:
         from graphmoe.models.mowst_crossfit import CrossFitExperts
 
-        assert self.model is not None
+        if self.model is None:
+            raise RuntimeError("MowstModule builds its cross-fitting copies after its experts")
         self.crossfit = CrossFitExperts(self.model.weak, self.model.strong, fold)
 
     def setup(self, stage: str) -> None:

@@ -198,7 +198,8 @@ def test_conditional_inference_equals_full_graph(graph, strong, kwargs):
         model.gate.lins[0].weight.fill_(50.0)
         model.gate.lins[0].bias.fill_(-50.0 * float(d.median()))
     model.strong(x, edge_index)  # fills a cached=True normalisation with the full graph
-    conf = model(x, edge_index).confidence
+    with torch.no_grad():
+        conf = model(x, edge_index).confidence
     for q in (0.2, 0.5, 0.95):
         kw = dict(rule="threshold", threshold=float(conf.quantile(q)))
         full = model.predict(x, edge_index, **kw)
