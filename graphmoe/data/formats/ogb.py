@@ -62,19 +62,26 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def ogb_master_entry(name: str, package: str, kind: str) -> dict[str, Any]:
+    """The column of ``name`` in ``ogb.<package>``'s ``master.csv`` (``kind``: for the error)."""
+    import importlib
+
+    import pandas as pd
+
+    module = importlib.import_module(f"ogb.{package}")
+    master = pd.read_csv(Path(module.__file__).parent / "master.csv", index_col=0,
+                         keep_default_na=False)
+    if name not in master:
+        raise ValueError(f"{name!r} is not an OGB {kind} dataset known to ogb "
+                         f"({', '.join(master.keys())}); pass meta_dict=... for your own")
+    return dict(master[name])
+
+
 def ogb_meta(name: str, meta_dict: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """OGB meta information of ``name``: ``meta_dict`` if given, else OGB's ``master.csv``."""
     if meta_dict is not None:
         return dict(meta_dict)
-    import pandas as pd
-    from ogb import nodeproppred
-
-    master = pd.read_csv(Path(nodeproppred.__file__).parent / "master.csv", index_col=0,
-                         keep_default_na=False)
-    if name not in master:
-        raise ValueError(f"{name!r} is not an OGB node dataset known to ogb "
-                         f"({', '.join(master.keys())}); pass meta_dict=... for your own")
-    return dict(master[name])
+    return ogb_master_entry(name, "nodeproppred", "node")
 
 
 def ogb_expected_files(meta: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
-from .ogb import META_FILE, _quiet, _read_meta_file, _safe_load, _shadow
+from .ogb import META_FILE, _quiet, _read_meta_file, _safe_load, _shadow, ogb_master_entry
 from .seal import structural_features
 
 __all__ = [
@@ -45,15 +45,7 @@ def ogb_link_meta(name: str, meta_dict: Mapping[str, Any] | None = None) -> dict
     """OGB meta information of ``name``: ``meta_dict`` if given, else OGB's ``master.csv``."""
     if meta_dict is not None:
         return dict(meta_dict)
-    import pandas as pd
-    from ogb import linkproppred
-
-    master = pd.read_csv(Path(linkproppred.__file__).parent / "master.csv", index_col=0,
-                         keep_default_na=False)
-    if name not in master:
-        raise ValueError(f"{name!r} is not an OGB link dataset known to ogb "
-                         f"({', '.join(master.keys())}); pass meta_dict=... for your own")
-    return dict(master[name])
+    return ogb_master_entry(name, "linkproppred", "link")
 
 
 def ogb_link_expected_files(meta: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
