@@ -49,7 +49,7 @@ def _resolve(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, A
     (``<cache>/downloads``) when only that one holds every required file."""
     folder, required, optional = _locate(info, fmt, root, options)
     req = [_first_present(folder, e) for e in required]
-    if info.urls and any(p is None for p in req):
+    if (info.urls or fmt.archive) and any(p is None for p in req):
         mirror, m_required, m_optional = _locate(info, fmt, _download.download_root(), options)
         m_req = [_first_present(mirror, e) for e in m_required]
         if all(p is not None for p in m_req):
@@ -94,6 +94,34 @@ def _copy_into(path: Path, folder: Path, target: Path) -> None:
     shutil.copyfile(path, dest)
 
 
+def _download_target(info: DatasetInfo, fmt: Format, options: Mapping[str, Any],
+                     folder: Path) -> Path:
+    """``folder`` when writable, else the same dataset folder under ``<cache>/downloads``."""
+    if _download.is_writable(folder):
+        return folder
+    return _locate(info, fmt, _download.download_root(), options)[0]
+
+
+def _fetch_archive(info: DatasetInfo, fmt: Format, options: Mapping[str, Any], folder: Path,
+                   required: tuple[str, ...], present: list[Path | None],
+                   archive: tuple[str, str], download: bool) -> Path:
+    """Fetch a dataset published as one zip (:attr:`Format.archive`); return its folder."""
+    if not download or _download.offline():
+        raise _missing_error(info, folder, required, present)
+    url, member = archive
+    target = _download_target(info, fmt, options, folder)
+    try:
+        _download.download_archive(url, member, target)
+    except _download.DOWNLOAD_ERRORS as err:
+        raise _missing_error(info, folder, required, present, "could not be downloaded",
+                             _download.describe_failure(url, err)) from err
+    still_missing = [e for e in required if _first_present(target, e) is None]
+    if still_missing:
+        raise _missing_error(info, folder, required, present, "could not be downloaded",
+                             f"{url} lacks {', '.join(still_missing)}")
+    return target
+
+
 def _fetch(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, Any],
            folder: Path, required: tuple[str, ...], optional: tuple[str, ...],
            present: list[Path | None], download: bool) -> Path:
@@ -103,14 +131,15 @@ def _fetch(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, Any
     layout under ``<cache>/downloads``, next to copies of the files the read-only root has.
     Missing optional files with a URL are fetched too (a failure there only warns).
     """
+    archive = fmt.archive(info.name, options) if fmt.archive and not info.urls else None
+    if archive is not None:
+        return _fetch_archive(info, fmt, options, folder, required, present, archive, download)
     urls = [_url_of(info, e) for e in required]
     if any(p is None and u is None for p, u in zip(present, urls)):
         raise _missing_error(info, folder, required, present, "graphmoe has no download URL for it")
     if not download or _download.offline():
         raise _missing_error(info, folder, required, present)
-    target = folder
-    if not _download.is_writable(folder):
-        target = _locate(info, fmt, _download.download_root(), options)[0]
+    target = _download_target(info, fmt, options, folder)
     for entry, path, url in zip(required, present, urls):
         if _first_present(target, entry) is not None:
             continue

@@ -232,7 +232,7 @@ def test_download_failure_gives_the_offline_error_with_the_reason(error, reason,
 
 @pytest.mark.parametrize("name, expected", [
     ("twitch-de", "musae_DE_edges.csv"),
-    ("ogbn-arxiv", "raw/edge.csv.gz"),  # OGB: the ogb package's folder, never fetched here
+    ("ogbn-unknown", "meta_dict.pt"),  # neither in OGB's master.csv nor given a meta_dict
 ])
 def test_datasets_without_urls_are_not_downloaded(name, expected, online, tmp_path, monkeypatch):
     _forbid_download(monkeypatch)

@@ -2,7 +2,9 @@
 through PygNodePropPredDataset (via load_dataset, with a meta_dict), evaluate with OGB."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
+from urllib.error import URLError
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from graphmoe.data import (
     ogb_evaluator,
     write_ogb_node_dataset,
 )
+from graphmoe.data import download as download_module
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,82 @@ def test_writer_refuses_to_overwrite(ogb_root, citeseer):
         write_ogb_node_dataset(citeseer, "ogbn-citeseer", root)
     with pytest.raises(ValueError, match="ogbn-"):
         write_ogb_node_dataset(citeseer, "citeseer", root)
+
+
+# -- fetching OGB's zip archives (offline: the "download" copies a zip written here) ----------------
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("GRAPHMOE_OFFLINE", raising=False)
+    monkeypatch.setenv("GRAPHMOE_CACHE", str(tmp_path / "cache"))
+
+
+def _zip_folder(folder: Path, member: str, path: Path) -> Path:
+    """A zip laid out as OGB publishes it: the dataset folder as ``member/``."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, f"{member}/{file.relative_to(folder)}")
+    return path
+
+
+def _fake_download(monkeypatch, archives: dict[str, Path]) -> list[str]:
+    calls: list[str] = []
+
+    def fake(url: str, path: Path, *, timeout: float = 60.0) -> Path:
+        calls.append(url)
+        if url not in archives:
+            raise URLError(f"no test copy of {url}")
+        path.write_bytes(archives[url].read_bytes())
+        return path
+
+    monkeypatch.setattr(download_module, "download_file", fake)
+    return calls
+
+
+def test_missing_ogb_dataset_is_fetched_from_its_archive(ogb_root, citeseer, online, tmp_path,
+                                                          monkeypatch):
+    root, meta = ogb_root
+    url = "https://example.invalid/ogb/citeseer.zip"
+    archive = _zip_folder(root / "ogbn_citeseer", "citeseer", tmp_path / "citeseer.zip")
+    calls = _fake_download(monkeypatch, {url: archive})
+    meta = {k: v for k, v in meta.items() if k != "dir_path"} | {
+        "url": url, "download_name": "citeseer"}
+    data_root = tmp_path / "root"
+    data = load_dataset("ogbn-citeseer", data_root, meta_dict=meta)
+    _same_graph(data, citeseer)
+    assert calls == [url]
+    assert (data_root / "ogbn_citeseer" / "raw" / "data.npz").is_file()
+    assert not [p for p in data_root.iterdir() if p.name.startswith(".")]  # temp folder gone
+    load_dataset("ogbn-citeseer", data_root, meta_dict=meta)
+    assert calls == [url]  # on disk now
+
+
+def test_official_ogb_archive_url_and_failure(online, tmp_path, monkeypatch):
+    calls = _fake_download(monkeypatch, {})
+    with pytest.raises(DatasetNotFoundError, match="could not be downloaded") as info:
+        load_dataset("ogbn-arxiv", tmp_path)
+    assert calls == ["http://snap.stanford.edu/ogb/data/nodeproppred/arxiv.zip"]
+    message = str(info.value)
+    assert "raw/edge.csv.gz" in message and "arxiv.zip" in message and "\n" not in message
+
+
+def test_archive_without_the_dataset_folder(ogb_root, online, tmp_path, monkeypatch):
+    root, meta = ogb_root
+    url = "https://example.invalid/ogb/wrong.zip"
+    archive = _zip_folder(root / "ogbn_citeseer", "other", tmp_path / "wrong.zip")
+    _fake_download(monkeypatch, {url: archive})
+    meta = {k: v for k, v in meta.items() if k != "dir_path"} | {
+        "url": url, "download_name": "citeseer"}
+    with pytest.raises(DatasetNotFoundError, match="no citeseer/ folder"):
+        load_dataset("ogbn-citeseer", tmp_path / "root", meta_dict=meta)
+
+
+def test_ogb_archive_not_fetched_offline(monkeypatch, tmp_path):
+    def fail(url, path, **kwargs):
+        raise AssertionError(f"downloaded {url} although offline")
+
+    monkeypatch.setattr(download_module, "download_file", fail)
+    with pytest.raises(DatasetNotFoundError, match="does not download while offline"):
+        load_dataset("ogbn-arxiv", tmp_path)

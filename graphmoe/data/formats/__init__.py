@@ -25,6 +25,7 @@ from .linkx import process_fb100, process_twitch
 from .npz import process_npz
 from .ogb import (
     locate_ogb_node,
+    ogb_archive,
     ogb_evaluator,
     process_ogb_node,
     write_ogb_node_dataset,
@@ -36,6 +37,7 @@ from .seal import process_seal_mat
 __all__ = ["FORMATS", "Format", "ogb_evaluator", "register_format", "write_ogb_node_dataset"]
 
 Locate = Callable[[str, Path, Mapping[str, Any]], tuple[Path, tuple[str, ...], tuple[str, ...]]]
+Archive = Callable[[str, Mapping[str, Any]], "tuple[str, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Format:
             of the cache key.
         locate: Optional ``(name, folder, options) -> (folder, required, optional)``
             for formats whose files are only known at load time (OGB).
+        archive: Optional ``(name, options) -> (url, member) | None``: a zip holding the
+            whole dataset folder as ``member/`` (OGB), fetched when files are missing
+            and no per-file URL (:attr:`DatasetInfo.urls`) covers them.
         cached: Whether processed graphs are stored in the cache.
         seeded: Whether ``process`` takes ``seed``/``split`` and returns the chosen
             masks itself (synthetic data).
@@ -56,6 +61,7 @@ class Format:
     process: Callable[..., Data]
     options: Mapping[str, Any] = field(default_factory=dict)
     locate: Locate | None = None
+    archive: Archive | None = None
     cached: bool = True
     seeded: bool = False
 
@@ -68,6 +74,14 @@ def _locate_ogb(name: str, folder: Path, options: Mapping[str, Any],
 def _locate_ogb_link(name: str, folder: Path, options: Mapping[str, Any],
                      ) -> tuple[Path, tuple[str, ...], tuple[str, ...]]:
     return locate_ogb_link(name, folder, options.get("meta_dict"))
+
+
+def _archive_ogb(name: str, options: Mapping[str, Any]) -> tuple[str, str] | None:
+    return ogb_archive(name, "nodeproppred", "node", options.get("meta_dict"))
+
+
+def _archive_ogb_link(name: str, options: Mapping[str, Any]) -> tuple[str, str] | None:
+    return ogb_archive(name, "linkproppred", "link", options.get("meta_dict"))
 
 
 _STRUCTURAL = {"features": "onehot", "feature_dim": 64, "feature_seed": 0}
@@ -93,12 +107,12 @@ FORMATS: dict[str, Format] = {
     "linkx_fb100": Format(process_fb100, {"undirected": True}),
     "linkx_twitch": Format(process_twitch, {"undirected": True}),
     "ogb_node": Format(process_ogb_node, {"undirected": False, "meta_dict": None},
-                       locate=_locate_ogb),
+                       locate=_locate_ogb, archive=_archive_ogb),
     "csbm": Format(_process_csbm, _CSBM_OPTIONS, cached=False, seeded=True),
     # link prediction (task="link"; see graphmoe.data.link)
     "seal_mat": Format(process_seal_mat, _STRUCTURAL),
     "ogb_link": Format(process_ogb_link, {"meta_dict": None, **_STRUCTURAL},
-                       locate=_locate_ogb_link),
+                       locate=_locate_ogb_link, archive=_archive_ogb_link),
 }
 
 

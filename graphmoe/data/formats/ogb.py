@@ -30,6 +30,7 @@ from ..cache import cache_dir
 
 __all__ = [
     "locate_ogb_node",
+    "ogb_archive",
     "ogb_evaluator",
     "ogb_expected_files",
     "ogb_meta",
@@ -82,6 +83,22 @@ def ogb_meta(name: str, meta_dict: Mapping[str, Any] | None = None) -> dict[str,
     if meta_dict is not None:
         return dict(meta_dict)
     return ogb_master_entry(name, "nodeproppred", "node")
+
+
+def ogb_archive(name: str, package: str, kind: str, meta_dict: Mapping[str, Any] | None = None,
+                ) -> tuple[str, str] | None:
+    """``(url, folder inside the zip)`` of an OGB dataset's official archive, or ``None``.
+
+    The meta information comes from ``meta_dict`` (its ``url`` and ``download_name``) or from
+    ``ogb.<package>``'s ``master.csv``; a dataset unknown to both has no archive.
+    """
+    if meta_dict is None:
+        try:
+            meta_dict = ogb_master_entry(name, package, kind)
+        except ValueError:
+            return None
+    url, member = meta_dict.get("url"), meta_dict.get("download_name")
+    return (str(url), str(member)) if url and member else None
 
 
 def ogb_expected_files(meta: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
