@@ -46,6 +46,8 @@ from graphmoe.training.results import (
 __all__ = ["COMMANDS", "GraphMoECLI", "main"]
 
 RUNS_DIR = "runs"
+#: Run-folder prefix per LightningModule class (node classification has none).
+TASK_PREFIXES = {"LinkPredictor": "link-"}
 DEFAULT_MODEL = f"{NodeClassifier.__module__}.{NodeClassifier.__name__}"
 DEFAULT_DATA = f"{NodeDataModule.__module__}.{NodeDataModule.__name__}"
 METRICS_FILE = "metrics.csv"
@@ -191,14 +193,17 @@ class GraphMoECLI(LightningCLI):
 
     @staticmethod
     def _run_name(cfg: Namespace) -> str:
-        """``<backbone>/<dataset>`` from the config (``gcn/cora``; Mowst: ``mowst-gcn/cora``)."""
+        """``<backbone>/<dataset>`` from the config (``gcn/cora``; Mowst: ``mowst-gcn/cora``);
+        tasks other than node classification prefix the backbone (``link-gcn/cora``), so runs of
+        the same backbone and dataset on different tasks never share a folder."""
         model, data = cfg.get("model") or Namespace(), cfg.get("data") or Namespace()
+        prefix = TASK_PREFIXES.get(str(model.get("class_path", "")).rsplit(".", 1)[-1], "")
         model = model.get("init_args", model)
         data = data.get("init_args", data)
         name = model.get("backbone")
         if not name and model.get("strong"):  # a mixture: <variant>-<strong expert>
             name = f"{model.get('variant') or 'mowst'}-{model.get('strong')}"
-        return f"{name or 'model'}/{data.get('name') or 'data'}"
+        return f"{prefix}{name or 'model'}/{data.get('name') or 'data'}"
 
     # -- trainer: the Rich progress bar; the checkpoint callback only when fitting with checkpoints
 

@@ -44,7 +44,7 @@ def test_link_config_fits_and_writes_results(workdir):
     GraphMoECLI(args=["fit", "--config", str(config), "--trainer.max_epochs", "2",
                       "--trainer.enable_progress_bar", "false"],
                 datamodule_class=GraphDataModule, subclass_mode_data=True)
-    (path,) = workdir.glob("runs/*/cora/version_0/results.json")
+    (path,) = workdir.glob("runs/link-gcn/cora/version_0/results.json")
     results = json.loads(path.read_text())
     assert {"rocauc", "hits@10"} <= set(results["val"])
     assert {"rocauc", "node_mrr", "node_hits@10", "node_ndcg@10"} <= set(results["test"])
