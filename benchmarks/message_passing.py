@@ -3,15 +3,22 @@
 Compares, for ``sum``/``mean``/``max``, forward and forward+backward of
 
 * ``agg``:  the raw aggregation ``o_i = reduce_{j -> i} x_j``;
-* ``sage``: a SAGEConv layer ``o_i = W_1 x_i + W_2 reduce_{j -> i} x_j``,
+* ``sage``: a SAGEConv layer ``o_i = W_1 x_i + W_2 reduce_{j -> i} x_j + b`` (PyG's defaults
+  otherwise: ``root_weight=True``, ``bias=True``, no normalisation or projection),
 
 for these implementations (all in this process, on the same random graph):
 
-* ``graphmoe``:   ``graphmoe.ops.aggregate(x, edge_index)`` (CSR cached once per graph);
-* ``edge_index``: PyG ``MessagePassing`` with ``edge_index`` (gather + scatter);
-* ``adj_t``:      PyG ``MessagePassing`` with a ``torch.sparse_csr`` ``adj_t`` (PyG's fastest
+* ``graphmoe``:   ``graphmoe.ops.aggregate(x, edge_index)`` and ``graphmoe.models.SAGEConv``
+  (with the PyG layer's weights copied in; CSR cached once per graph);
+* ``edge_index``: PyG ``MessagePassing`` with ``edge_index`` (gather + scatter), and PyG's own
+  ``SAGEConv``;
+* ``adj_t``:      the same PyG modules with a ``torch.sparse_csr`` ``adj_t`` (PyG's fastest
   path without pyg-lib / torch-sparse, built once outside the timing);
-* ``torch_scatter``: gather + ``torch_scatter.scatter`` (``agg`` only; when installed).
+* ``torch_scatter``: gather + ``torch_scatter.scatter`` (``agg`` only; when installed);
+* ``floor`` (``--floor``; ``sage`` with sum/mean only): not an implementation but a bound, the
+  bare ATen products any SpMM-based layer has to run, without autograd: forward one GEMM and
+  one SpMM plus the root GEMM, backward one SpMM, four GEMMs and the bias sum.  ``edge_index
+  ms / floor ms`` is the most an SpMM + GEMM layer can gain over PyG here.
 
 ``x`` requires grad (as for a hidden layer), so backward passes go through the aggregation.
 
@@ -37,6 +44,7 @@ from torch import Tensor
 from torch_geometric.nn import SAGEConv, SimpleConv
 from torch_geometric.utils import coalesce, to_torch_csr_tensor
 
+from graphmoe.models import SAGEConv as GraphMoESAGEConv
 from graphmoe.ops import aggregate, to_csr
 
 try:
@@ -45,21 +53,37 @@ except ImportError:  # optional extra `graphmoe[scatter]`
     torch_scatter = None
 
 REDUCTIONS = ("sum", "mean", "max")
-IMPLS = ("graphmoe", "edge_index", "adj_t", "torch_scatter")
+IMPLS = ("graphmoe", "edge_index", "adj_t", "torch_scatter", "floor")
+_SPMM = torch.ops.aten._sparse_mm_reduce_impl  # the CPU SpMM graphmoe.ops uses
 
 
-class GraphMoESAGE(torch.nn.Module):
-    r"""Same math as PyG's ``SAGEConv`` (``root_weight=True``, no projection/normalisation):
-    :math:`\mathbf{o}_i = \mathbf{W}_1 \mathbf{x}_i + \mathbf{W}_2 \cdot
-    \operatorname{reduce}_{j \to i} \mathbf{x}_j`, aggregating with ``graphmoe.ops``."""
+class _Bare:
+    """Output of the ``floor`` case: ``backward(grad)`` runs the backward products."""
 
-    def __init__(self, pyg: SAGEConv) -> None:
-        super().__init__()
-        self.aggr = pyg.aggr
-        self.lin_l, self.lin_r = pyg.lin_l, pyg.lin_r  # shared weights: identical outputs
+    def __init__(self, out: Tensor, backward: Callable[[Tensor], None]) -> None:
+        self.out, self.backward = out, backward
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.lin_l(aggregate(x, edge_index, reduce=self.aggr)) + self.lin_r(x)
+
+def _sage_floor(x: Tensor, edge_index: Tensor, sage: torch.nn.Module, reduce: str
+                ) -> Callable[[], _Bare]:
+    r"""The products of :math:`\mathbf{A}(\mathbf{X}\mathbf{W}_l^\top) + \mathbf{b} +
+    \mathbf{X}\mathbf{W}_r^\top` and of its gradients, with nothing else."""
+    csr = to_csr(edge_index, x.size(0))
+    kind = "mean" if reduce == "mean" else "ones"
+    adj = csr.sparse(csr.values(x.dtype, kind))
+    adj_t = csr.sparse(csr.values(x.dtype, kind + "_t"), transpose=True)
+    w_l, b, w_r = (t.detach() for t in (sage.lin_l.weight, sage.lin_l.bias, sage.lin_r.weight))
+    x = x.detach()
+
+    def backward(grad: Tensor) -> None:
+        grad_h = _SPMM(adj_t, grad, "sum")[0]
+        (grad_h.t() @ x, grad.t() @ x, grad.sum(0))
+        torch.mm(grad_h, w_l).addmm_(grad, w_r)
+
+    def forward() -> _Bare:
+        out = _SPMM(adj, x @ w_l.t(), "sum")[0]
+        return _Bare(out.addmm_(x, w_r.t()).add_(b), backward)
+    return forward
 
 
 def measure(cases: dict[str, Callable[[], Tensor]], grad: Tensor | None, x: Tensor,
@@ -87,13 +111,14 @@ def measure(cases: dict[str, Callable[[], Tensor]], grad: Tensor | None, x: Tens
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
-def build_cases(x: Tensor, edge_index: Tensor, adj_t: Tensor, reduce: str
+def build_cases(x: Tensor, edge_index: Tensor, adj_t: Tensor, reduce: str, floor: bool = False
                 ) -> dict[str, dict[str, Callable[[], Tensor]]]:
     src, dst = edge_index
     n = x.size(0)
     simple = SimpleConv(aggr=reduce)
     pyg_sage = SAGEConv(x.size(1), x.size(1), aggr=reduce)
-    ours_sage = GraphMoESAGE(pyg_sage)
+    ours_sage = GraphMoESAGEConv(x.size(1), x.size(1), aggr=reduce)
+    ours_sage.load_state_dict(pyg_sage.state_dict())  # same weights: same outputs
     agg = {
         "graphmoe": lambda: aggregate(x, edge_index, reduce=reduce),
         "edge_index": lambda: simple(x, edge_index),
@@ -106,6 +131,8 @@ def build_cases(x: Tensor, edge_index: Tensor, adj_t: Tensor, reduce: str
         "edge_index": lambda: pyg_sage(x, edge_index),
         "adj_t": lambda: pyg_sage(x, adj_t),
     }
+    if floor and reduce != "max" and x.device.type == "cpu":
+        sage["floor"] = _sage_floor(x, edge_index, pyg_sage, reduce)
     return {"agg": agg, "sage": sage}
 
 
@@ -119,7 +146,9 @@ def check_same(cases: dict[str, Callable[[], Tensor]], reduce: str) -> None:
     with torch.no_grad():
         ref = cases["edge_index"]()
         for name, fn in cases.items():
-            if not torch.allclose(fn(), ref, atol=1e-4, rtol=1e-4):
+            out = fn()
+            out = out.out if isinstance(out, _Bare) else out
+            if not torch.allclose(out, ref, atol=1e-4, rtol=1e-4):
                 raise RuntimeError(f"{name} disagrees with PyG edge_index for reduce={reduce}")
 
 
@@ -148,6 +177,8 @@ def main() -> None:
     parser.add_argument("--reduce", nargs="+", default=list(REDUCTIONS), choices=REDUCTIONS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the bare SpMM + GEMM products of a SAGE layer (a bound)")
     args = parser.parse_args()
     if args.quick:
         args.nodes, args.edges, args.feats, args.repeats = 1000, 10_000, 16, 2
@@ -174,9 +205,10 @@ def main() -> None:
 
     times: dict[str, float] = {}
     speedup: dict[str, float] = {}
+    bound: dict[str, float] = {}  # edge_index / floor: the best any SpMM + GEMM layer can do
     rows = []
     for reduce in args.reduce:
-        for layer, cases in build_cases(x, edge_index, adj_t, reduce).items():
+        for layer, cases in build_cases(x, edge_index, adj_t, reduce, args.floor).items():
             check_same(cases, reduce)
             for mode, g in (("fwd", None), ("fwd_bwd", grad)):
                 case = f"{layer}_{mode}_{reduce}"
@@ -186,6 +218,8 @@ def main() -> None:
                 for base in ("edge_index", "adj_t", "torch_scatter"):
                     if base in row:
                         speedup[f"{case}_vs_{base}"] = round(row[base] / row["graphmoe"], 2)
+                if "floor" in row:
+                    bound[f"{case}_vs_edge_index"] = round(row["edge_index"] / row["floor"], 2)
                 rows.append((case, row))
 
     machine = (f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, load "
@@ -204,7 +238,12 @@ def main() -> None:
         line += f"{row['edge_index'] / row['graphmoe']:>17.2f}"
         line += f"{row['adj_t'] / row['graphmoe']:>12.2f}"
         print(line)
-    print(json.dumps({"benchmark": "message_passing", "speedup": speedup, "times_ms": times,
+    if bound:
+        print("floor (bare SpMM + GEMM products): edge_index / floor = "
+              + ", ".join(f"{case} {ratio:.2f}" for case, ratio in bound.items()))
+    extra = {"floor_speedup": bound} if bound else {}
+    print(json.dumps({"benchmark": "message_passing", "speedup": speedup, **extra,
+                      "times_ms": times,
                       "sizes": {"nodes": n, "edges": e, "feats": f},
                       "one_off_ms": {"graphmoe_csr": round(csr_ms, 2),
                                      "pyg_adj_t": round(adj_ms, 2)},

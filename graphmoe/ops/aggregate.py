@@ -2,12 +2,13 @@ r"""Neighbourhood aggregation :math:`\mathbf{o}_i = \bigoplus_{j \to i} w_{ji} \
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from graphmoe.ops.csr import CSR, to_csr
-from graphmoe.ops.spmm import REDUCTIONS, select_kernel
+from graphmoe.ops.spmm import REDUCTIONS, select_kernel, select_linear_kernel
 
-__all__ = ["aggregate"]
+__all__ = ["aggregate", "aggregate_linear"]
 
 
 def aggregate(
@@ -48,6 +49,81 @@ def aggregate(
 
     :rtype: :class:`torch.Tensor` of shape ``[num_nodes, F]``
     """
+    reduce, csr, edge_weight = _prepare(x, edge_index, edge_weight, reduce, num_nodes)
+    if not torch.is_grad_enabled():
+        # Autograd functions see `requires_grad` even under `no_grad`: detach so that the
+        # kernels skip the work done only for backward (arg-max, saved tensors).
+        x = x.detach()
+        edge_weight = None if edge_weight is None else edge_weight.detach()
+    kernel = select_kernel(x.device, reduce, x.dtype)
+    return kernel(x.contiguous(), csr, edge_weight)
+
+
+def aggregate_linear(
+    x: Tensor,
+    edge_index: Tensor | CSR,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    edge_weight: Tensor | None = None,
+    reduce: str = "sum",
+    *,
+    x_root: Tensor | None = None,
+    weight_root: Tensor | None = None,
+    num_nodes: int | None = None,
+) -> Tensor:
+    r"""Aggregates and applies the linear maps of a GraphSAGE-style layer in one operation:
+
+    .. math::
+        \mathbf{o}_i = \mathbf{W} \bigoplus_{j \in \mathcal{N}(i)} w_{ji} \cdot \mathbf{x}_j
+        + \mathbf{b} + \mathbf{W}_{\mathrm{root}} \mathbf{r}_i,
+
+    with :math:`\bigoplus` and :math:`\mathcal{N}(i)` as in :func:`aggregate`, and
+    :math:`\mathbf{r}_i` the row :math:`i` of ``x_root`` (default: of ``x``).  This equals
+    ``F.linear(aggregate(x, ...), weight, bias) + F.linear(x_root, weight_root)``; for sum
+    and mean, whose aggregation is linear, a fused kernel computes it either as
+    :math:`\mathbf{A}(\mathbf{X}\mathbf{W}^\top)` or :math:`(\mathbf{A}\mathbf{X})
+    \mathbf{W}^\top`, whichever needs the narrower sparse products (forward and backward),
+    accumulates the root term and the bias in place and sums both gradient paths to
+    :math:`\mathbf{X}` in one buffer.  Gradients w.r.t. ``edge_weight`` are supported on
+    the unfused path, taken when ``edge_weight`` requires grad.
+
+    Args:
+        x (torch.Tensor): Source features ``[num_nodes, F_in]``.
+        edge_index (torch.Tensor or CSR): As in :func:`aggregate`.
+        weight (torch.Tensor): :math:`\mathbf{W}` of shape ``[F_out, F_in]``.
+        bias (torch.Tensor, optional): :math:`\mathbf{b}` of shape ``[F_out]``.
+        edge_weight (torch.Tensor, optional): Weights ``[E]`` in ``edge_index`` order.
+        reduce (str, optional): ``"sum"`` (or ``"add"``), ``"mean"`` or ``"max"``.
+            (default: ``"sum"``)
+        x_root (torch.Tensor, optional): Root features ``[num_targets, F_root]``; default:
+            the first ``num_targets`` rows of ``x`` (all of them on a square graph).
+        weight_root (torch.Tensor, optional): :math:`\mathbf{W}_{\mathrm{root}}` of shape
+            ``[F_out, F_root]``; without it there is no root term.
+        num_nodes (int, optional): As in :func:`aggregate`.
+
+    :rtype: :class:`torch.Tensor` of shape ``[num_targets, F_out]``
+    """
+    reduce, csr, edge_weight = _prepare(x, edge_index, edge_weight, reduce, num_nodes)
+    _check_linear(x, csr, weight, bias, x_root, weight_root)
+    if not torch.is_grad_enabled():  # as in `aggregate`: skip the work done for backward
+        x, weight, bias, x_root, weight_root, edge_weight = (
+            None if t is None else t.detach()
+            for t in (x, weight, bias, x_root, weight_root, edge_weight))
+    fused = None
+    if edge_weight is None or not edge_weight.requires_grad:
+        fused = select_linear_kernel(x.device, reduce, x.dtype)
+    if fused is not None:
+        return fused(x.contiguous(), weight, bias, x_root, weight_root, edge_weight, csr)
+    out = F.linear(aggregate(x, csr, edge_weight, reduce), weight, bias)
+    if weight_root is not None:
+        root = x[:csr.num_rows] if x_root is None else x_root
+        out = out.addmm_(root, weight_root.t())  # addmm's backward does not need `out`
+    return out
+
+
+def _prepare(x: Tensor, edge_index: Tensor | CSR, edge_weight: Tensor | None, reduce: str,
+             num_nodes: int | None) -> tuple[str, CSR, Tensor | None]:
+    """Validated ``(reduce, csr, edge_weight)`` for :func:`aggregate`."""
     reduce = "sum" if reduce == "add" else reduce  # PyG's name for it
     if reduce not in REDUCTIONS:
         raise ValueError(f"'reduce' must be one of {REDUCTIONS}, got {reduce!r}")
@@ -69,13 +145,45 @@ def aggregate(
 
     if edge_weight is not None:
         edge_weight = _check_edge_weight(edge_weight, csr.num_edges, x)
-    if not torch.is_grad_enabled():
-        # Autograd functions see `requires_grad` even under `no_grad`: detach so that the
-        # kernels skip the work done only for backward (arg-max, saved tensors).
-        x = x.detach()
-        edge_weight = None if edge_weight is None else edge_weight.detach()
-    kernel = select_kernel(x.device, reduce, x.dtype)
-    return kernel(x.contiguous(), csr, edge_weight)
+    return reduce, csr, edge_weight
+
+
+def _check_linear(x: Tensor, csr: CSR, weight: Tensor, bias: Tensor | None,
+                  x_root: Tensor | None, weight_root: Tensor | None) -> None:
+    _check_param("weight", weight, 2, x)
+    if weight.size(1) != x.size(1):
+        raise ValueError(f"'weight' must have shape [out_channels, {x.size(1)}] for 'x' with "
+                         f"{x.size(1)} features, got {list(weight.shape)}")
+    if bias is not None:
+        _check_param("bias", bias, 1, x)
+        if bias.numel() != weight.size(0):
+            raise ValueError(f"'bias' must have shape [{weight.size(0)}], got {list(bias.shape)}")
+    if x_root is not None:
+        _check_param("x_root", x_root, 2, x)
+        if x_root.size(0) != csr.num_rows:
+            raise ValueError(f"'x_root' must have {csr.num_rows} rows (one per target), got "
+                             f"{x_root.size(0)}")
+        if weight_root is None:
+            raise ValueError("'x_root' is given but 'weight_root' is None")
+    if weight_root is not None:
+        _check_param("weight_root", weight_root, 2, x)
+        root_channels = x.size(1) if x_root is None else x_root.size(1)
+        if tuple(weight_root.shape) != (weight.size(0), root_channels):
+            raise ValueError(f"'weight_root' must have shape [{weight.size(0)}, "
+                             f"{root_channels}], got {list(weight_root.shape)}")
+        if x_root is None and csr.num_rows > x.size(0):
+            raise ValueError(f"the root term needs 'x_root': 'x' has {x.size(0)} rows, fewer "
+                             f"than the {csr.num_rows} targets")
+
+
+def _check_param(name: str, tensor: Tensor, dim: int, x: Tensor) -> None:
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != dim:
+        raise ValueError(f"'{name}' must be {dim}-D, got shape {list(tensor.shape)}")
+    if tensor.dtype != x.dtype or tensor.device != x.device:
+        raise ValueError(f"'{name}' must have x's dtype and device ({x.dtype}, {x.device}), "
+                         f"got {tensor.dtype} on {tensor.device}")
 
 
 def _check_x(x: Tensor) -> None:

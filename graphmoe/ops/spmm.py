@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 
 from graphmoe.ops.csr import CSR
 
-__all__ = ["Kernel", "select_kernel", "register_kernel", "gather_scatter"]
+__all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter"]
 
 Kernel = Callable[[Tensor, CSR, "Tensor | None"], Tensor]
 """``kernel(x, csr, edge_weight) -> out``; ``edge_weight`` in ``edge_index`` order."""
@@ -63,6 +63,16 @@ def _csr_values(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: 
         return csr.values(dtype, "mean" if mean else "ones")
     val = edge_weight[csr.perm]
     return val * csr.values(dtype, "mean") if mean else val
+
+
+def _adjacency(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: bool,
+               transpose: bool = False) -> Tensor:
+    r""":math:`\mathbf{A}` (or :math:`\mathbf{A}^\top`) as a ``torch.sparse_csr`` tensor."""
+    if edge_weight is None:  # cached values, no per-call work
+        kind = "mean" if mean else "ones"
+        return csr.sparse(csr.values(dtype, kind + "_t" if transpose else kind), transpose)
+    val = _csr_values(csr, edge_weight, dtype, mean)
+    return csr.sparse(val[csr.transpose()[2]] if transpose else val, transpose)
 
 
 def _sddmm(csr: CSR, grad_out: Tensor, x: Tensor) -> Tensor:
@@ -93,7 +103,7 @@ class _SpMMSum(Function):
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, edge_weight)
         if csr.num_edges == 0:
             return x.new_zeros(csr.num_rows, x.size(1))
-        return spmm(csr.sparse(_csr_values(csr, edge_weight, x.dtype, mean)), x)
+        return spmm(_adjacency(csr, edge_weight, x.dtype, mean), x)
 
     @staticmethod
     @once_differentiable
@@ -109,11 +119,7 @@ class _SpMMSum(Function):
                 grad_w = torch.zeros_like(edge_weight)
             return grad_x, grad_w, None, None, None
         if ctx.needs_input_grad[0]:
-            if edge_weight is None:  # cached transposed values, no per-call work
-                val_t = csr.values(grad_out.dtype, "mean_t" if mean else "ones_t")
-            else:
-                val_t = _csr_values(csr, edge_weight, grad_out.dtype, mean)[csr.transpose()[2]]
-            grad_x = ctx.spmm(csr.sparse(val_t, transpose=True), grad_out)
+            grad_x = ctx.spmm(_adjacency(csr, edge_weight, grad_out.dtype, mean, True), grad_out)
         if ctx.needs_input_grad[1]:
             dot = _sddmm(csr, grad_out, x)
             if mean:
@@ -126,7 +132,117 @@ def _sum_kernel(spmm: Callable[[Tensor, Tensor], Tensor], mean: bool) -> Kernel:
     def kernel(x: Tensor, csr: CSR, edge_weight: Tensor | None) -> Tensor:
         return _SpMMSum.apply(x, edge_weight, csr, mean, spmm)
     kernel.__name__ = f"spmm_{'mean' if mean else 'sum'}_{spmm.__name__}"
+    # Read by `select_linear_kernel`: the fused linear layer reuses this SpMM.
+    kernel.spmm, kernel.mean = spmm, mean  # type: ignore[attr-defined]
     return kernel
+
+
+# ---------------------------------------------------------------------------------------------
+# sum / mean fused with the linear maps of a SAGE-like layer
+
+class _SpMMLinear(Function):
+    r"""Differentiable :math:`\mathbf{O} = \mathbf{A}\mathbf{X}\mathbf{W}^\top + \mathbf{b}
+    + \mathbf{R}\mathbf{W}_r^\top` (``mean``: rows of :math:`\mathbf{A}` scaled by
+    :math:`1/\deg(i)`; :math:`\mathbf{R}` = the first ``num_rows`` rows of
+    :math:`\mathbf{X}` when ``x_root`` is ``None``).
+
+    As :math:`\mathbf{A}` is linear, :math:`(\mathbf{A}\mathbf{X})\mathbf{W}^\top =
+    \mathbf{A}(\mathbf{X}\mathbf{W}^\top)`: the SpMMs (forward, and backward for
+    :math:`\partial L/\partial \mathbf{X}`, or for :math:`\partial L/\partial \mathbf{W}`
+    after transforming) run at the width that costs least.  The root term and the bias
+    accumulate in place, and the gradients of the two paths to :math:`\mathbf{X}` are summed
+    in one buffer: no separate additions, no extra full-size temporaries.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, x_root: Tensor | None,
+                weight_root: Tensor | None, edge_weight: Tensor | None, csr: CSR, mean: bool,
+                spmm: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.transform_first = _transform_first(weight.shape, need_x, need_w)
+        ctx.csr, ctx.mean, ctx.spmm = csr, mean, spmm
+        adj = _adjacency(csr, edge_weight, x.dtype, mean) if csr.num_edges else None
+        agg = None
+        if ctx.transform_first:
+            out = _spmm_or_zeros(spmm, adj, x @ weight.t(), csr.num_rows)
+        else:
+            agg = _spmm_or_zeros(spmm, adj, x, csr.num_rows)
+            out = agg @ weight.t()
+        root = x[:csr.num_rows] if x_root is None else x_root
+        if weight_root is not None:
+            out.addmm_(root, weight_root.t())
+        if bias is not None:
+            out.add_(bias)
+        ctx.save_for_backward(x, weight, x_root, weight_root, edge_weight,
+                              agg if need_w else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, weight, x_root, weight_root, edge_weight, agg = ctx.saved_tensors
+        csr, needs = ctx.csr, ctx.needs_input_grad
+        grad_out = grad_out.contiguous()
+        root = x[:csr.num_rows] if x_root is None else x_root
+        grad_x = grad_w = grad_b = grad_xr = grad_wr = None
+        if needs[0] or (needs[1] and ctx.transform_first):
+            adj_t = (_adjacency(csr, edge_weight, grad_out.dtype, ctx.mean, transpose=True)
+                     if csr.num_edges else None)
+            if ctx.transform_first:  # dL/d(XW^T) = A^T G
+                grad_h = _spmm_or_zeros(ctx.spmm, adj_t, grad_out, csr.num_cols)
+                grad_w = grad_h.t() @ x if needs[1] else None
+                grad_x = grad_h @ weight if needs[0] else None
+            else:  # dL/dX = A^T (G W)
+                grad_x = _spmm_or_zeros(ctx.spmm, adj_t, grad_out @ weight, csr.num_cols)
+        if needs[1] and not ctx.transform_first:
+            grad_w = grad_out.t() @ agg
+        if needs[2]:
+            grad_b = grad_out.sum(0)
+        if weight_root is not None:
+            if needs[4]:
+                grad_wr = grad_out.t() @ root
+            if x_root is None and needs[0]:
+                grad_x[:csr.num_rows].addmm_(grad_out, weight_root)
+            elif x_root is not None and needs[3]:
+                grad_xr = grad_out @ weight_root
+        return grad_x, grad_w, grad_b, grad_xr, grad_wr, None, None, None, None
+
+
+def _transform_first(weight_shape: torch.Size, need_x: bool, need_w: bool) -> bool:
+    r"""Whether :math:`\mathbf{A}(\mathbf{X}\mathbf{W}^\top)` needs less SpMM work than
+    :math:`(\mathbf{A}\mathbf{X})\mathbf{W}^\top`, counting the backward SpMMs."""
+    out_channels, in_channels = weight_shape
+    transformed = out_channels * (1 + (need_x or need_w))
+    aggregated = in_channels * (1 + need_x)
+    return transformed <= aggregated
+
+
+def _spmm_or_zeros(spmm: Callable[[Tensor, Tensor], Tensor], adj: Tensor | None, x: Tensor,
+                   num_rows: int) -> Tensor:
+    return x.new_zeros(num_rows, x.size(1)) if adj is None else spmm(adj, x)
+
+
+LinearKernel = Callable[..., Tensor]
+
+
+def select_linear_kernel(device: torch.device, reduce: str, dtype: torch.dtype
+                         ) -> LinearKernel | None:
+    r"""The fused kernel ``(x, weight, bias, x_root, weight_root, edge_weight, csr) -> out`` for
+    :math:`\mathbf{A}\mathbf{X}\mathbf{W}^\top + \mathbf{b} + \mathbf{R}\mathbf{W}_r^\top`,
+    or ``None`` where the aggregation is not linear (max) or a custom kernel is registered
+    for it (then aggregate with :func:`select_kernel` and apply the linear maps after)."""
+    kernel = select_kernel(device, reduce, dtype)
+    spmm = getattr(kernel, "spmm", None)
+    if spmm is None:
+        return None
+    mean = kernel.mean  # type: ignore[attr-defined]
+
+    def linear_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, x_root: Tensor | None,
+                      weight_root: Tensor | None, edge_weight: Tensor | None,
+                      csr: CSR) -> Tensor:
+        return _SpMMLinear.apply(x, weight, bias, x_root, weight_root, edge_weight, csr, mean,
+                                 spmm)
+    return linear_kernel
 
 
 # ---------------------------------------------------------------------------------------------

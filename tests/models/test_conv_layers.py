@@ -99,13 +99,43 @@ def test_gcn_conv_message_matches_propagate(graph):
 @pytest.mark.parametrize("aggr", ["mean", "sum", "max"])
 @pytest.mark.parametrize("out_channels", [4, 16])  # projection before / after aggregation
 @pytest.mark.parametrize("kwargs", [{}, {"normalize": True}, {"root_weight": False},
-                                    {"bias": False}])
+                                    {"bias": False}, {"project": True},
+                                    {"project": True, "root_weight": False}])
 def test_sage_conv_matches_pyg(graph, aggr, out_channels, kwargs):
     x, edge_index, _ = graph
     torch.manual_seed(0)
     ours = SAGEConv(F_IN, out_channels, aggr=aggr, **kwargs)
     ref = pyg_nn.SAGEConv(F_IN, out_channels, aggr=aggr, **kwargs)
     assert_same(ours, ref, x, edge_index)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "sum", "max"])
+@pytest.mark.parametrize("out_channels", [2, 4, 16])  # 2: transform first even without x.grad
+def test_sage_conv_first_layer_matches_pyg(graph, aggr, out_channels):
+    """Input features without gradient (a first layer): only the parameters get one."""
+    x, edge_index, _ = graph
+    ours = SAGEConv(F_IN, out_channels, aggr=aggr)
+    ref = pyg_nn.SAGEConv(F_IN, out_channels, aggr=aggr)
+    ref.load_state_dict(ours.state_dict())
+    out_a, out_b = ours(x, edge_index), ref(x, edge_index)
+    torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-5)
+    grads_a, grads_b = _grads(ours, [], out_a), _grads(ref, [], out_b)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-5)
+
+
+def test_sage_conv_lazy_and_no_grad(graph):
+    x, edge_index, _ = graph
+    lazy = SAGEConv(-1, 4, aggr="sum")
+    out = lazy(x, edge_index)  # infers in_channels, then takes the fused path
+    assert lazy.lin_l.weight.shape == (4, F_IN)
+    torch.testing.assert_close(lazy(x, edge_index), out)
+    ref = pyg_nn.SAGEConv(F_IN, 4, aggr="sum")
+    ref.load_state_dict(lazy.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(lazy(x, edge_index), ref(x, edge_index), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="lazy initialization with 'project=True'"):
+        SAGEConv(-1, 4, project=True)
 
 
 @pytest.mark.parametrize("aggr", ["mean", "sum", "max"])
@@ -213,7 +243,8 @@ def test_conv_reset_parameters_changes_weights(make):
 
 
 def test_convs_backward_through_ops_aggregate(graph, monkeypatch):
-    """Every layer routes its aggregation through ``graphmoe.ops.aggregate``."""
+    """Every layer routes its aggregation through ``graphmoe.ops.aggregate`` (or, for SAGE,
+    ``aggregate_linear``)."""
     import graphmoe.models.conv.gat_conv as gat_mod
     import graphmoe.models.conv.gcn_conv as gcn_mod
     import graphmoe.models.conv.gin_conv as gin_mod
@@ -221,12 +252,16 @@ def test_convs_backward_through_ops_aggregate(graph, monkeypatch):
 
     calls = []
 
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return aggregate(*args, **kwargs)
+    def spying(fn):
+        def spy(*args, **kwargs):
+            calls.append(1)
+            return fn(*args, **kwargs)
+        return spy
 
     for mod in (gat_mod, gcn_mod, gin_mod, sage_mod):
-        monkeypatch.setattr(mod, "aggregate", spy)
+        monkeypatch.setattr(mod, "aggregate", spying(aggregate))
+    # SAGE fuses its linear maps into the aggregation (graphmoe.ops.aggregate_linear):
+    monkeypatch.setattr(sage_mod, "aggregate_linear", spying(sage_mod.aggregate_linear))
     x, edge_index, _ = graph
     for conv in (GCNConv(F_IN, 4), SAGEConv(F_IN, 4), GATConv(F_IN, 4),
                  GINConv(torch.nn.Linear(F_IN, 4))):

@@ -10,6 +10,7 @@ from torch_geometric.utils import scatter
 
 from graphmoe.ops import CSR, aggregate, register_kernel, select_kernel, to_csr
 from graphmoe.ops import spmm as spmm_module
+from graphmoe.ops.aggregate import aggregate_linear
 
 REDUCTIONS = ["sum", "mean", "max"]
 
@@ -276,3 +277,146 @@ def test_bad_arguments():
         aggregate(x, to_csr(edge_index, 3))
     with pytest.raises(TypeError, match="'edge_index'"):
         aggregate(x, [[0, 1], [1, 2]])
+
+
+# ------------------------------------------------------------------------------------------
+# aggregate_linear: aggregation fused with the linear maps of a SAGE-like layer
+
+def linear_reference(x, edge_index, weight, bias, edge_weight, reduce, x_root, weight_root):
+    """The unfused definition, on PyG's gather-scatter aggregation."""
+    out = torch.nn.functional.linear(
+        pyg_aggregate(x, edge_index, edge_weight, reduce, x.size(0)), weight, bias)
+    if weight_root is not None:
+        out = out + (x if x_root is None else x_root) @ weight_root.t()
+    return out
+
+
+def compare_linear(x, edge_index, weight, bias=None, edge_weight=None, reduce="sum",
+                   x_root=None, weight_root=None, atol=1e-5):
+    """Outputs and gradients w.r.t. every input that requires grad."""
+    args = (x, edge_index, weight, bias, edge_weight, reduce)
+    out = aggregate_linear(*args, x_root=x_root, weight_root=weight_root)
+    ref = linear_reference(*args, x_root, weight_root)
+    torch.testing.assert_close(out, ref, atol=atol, rtol=atol)
+    inputs = [t for t in (x, weight, bias, edge_weight, x_root, weight_root)
+              if t is not None and t.requires_grad]
+    if not inputs:
+        return
+    grad = torch.randn_like(ref)
+    ours = torch.autograd.grad(out, inputs, grad, allow_unused=True)
+    theirs = torch.autograd.grad(ref, inputs, grad, allow_unused=True)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        b = torch.zeros_like(inputs[i]) if b is None else b
+        torch.testing.assert_close(a, b, atol=atol, rtol=atol, msg=f"grad of input {i}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(graph=graphs(), reduce=st.sampled_from(REDUCTIONS), f_in=st.integers(1, 6),
+       f_out=st.integers(1, 6), flags=st.tuples(*[st.booleans()] * 5))
+def test_linear_matches_unfused(graph, reduce, f_in, f_out, flags):
+    """Both orders (transform first or aggregate first) and every optional term."""
+    edge_index, n, gen = graph
+    x_grad, has_bias, has_root, separate_root, weighted = flags
+    dtype = torch.float64
+    x = torch.randn(n, f_in, generator=gen, dtype=dtype).requires_grad_(x_grad)
+    weight = torch.randn(f_out, f_in, generator=gen, dtype=dtype, requires_grad=True)
+    bias = torch.randn(f_out, generator=gen, dtype=dtype, requires_grad=True) if has_bias else None
+    x_root = weight_root = edge_weight = None
+    if has_root:
+        f_root = f_in + 1 if separate_root else f_in
+        weight_root = torch.randn(f_out, f_root, generator=gen, dtype=dtype, requires_grad=True)
+        if separate_root:
+            x_root = torch.randn(n, f_root, generator=gen, dtype=dtype, requires_grad=True)
+    if weighted:  # without grad: the fused path; with grad: see the next test
+        edge_weight = torch.rand(edge_index.size(1), generator=gen, dtype=dtype) + 0.1
+    compare_linear(x, edge_index, weight, bias, edge_weight, reduce, x_root, weight_root,
+                   atol=1e-10)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("f_in, f_out, x_grad", [(6, 2, True), (2, 6, True), (4, 4, True),
+                                                 (6, 2, False), (4, 3, False)])
+def test_linear_gradcheck(reduce, f_in, f_out, x_grad):
+    """Covers both orders: transform first when it makes the sparse products narrower."""
+    torch.manual_seed(7)
+    edge_index = torch.tensor([[0, 1, 2, 2, 3, 3, 1, 1], [1, 2, 0, 1, 3, 1, 2, 2]])
+    x = torch.randn(5, f_in, dtype=torch.float64, requires_grad=x_grad)  # node 4 is isolated
+    params = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+              for shape in ((f_out, f_in), (f_out,), (f_out, f_in))]
+
+    def fn(*tensors):
+        xs, (w, b, wr) = (tensors[0], tensors[1:]) if x_grad else (x, tensors)
+        return aggregate_linear(xs, edge_index, w, b, reduce=reduce, weight_root=wr)
+    assert torch.autograd.gradcheck(fn, ([x] if x_grad else []) + params)
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_linear_edge_weight_gradient(reduce):
+    """Edge weights that require grad take the unfused path and get their gradient."""
+    torch.manual_seed(8)
+    edge_index = torch.randint(0, 8, (2, 30))
+    x = torch.randn(8, 3, requires_grad=True)
+    weight = torch.randn(2, 3, requires_grad=True)
+    edge_weight = torch.rand(30, requires_grad=True)
+    compare_linear(x, edge_index, weight, None, edge_weight, reduce,
+                   weight_root=torch.randn(2, 3, requires_grad=True))
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_linear_zero_edges_and_no_grad(reduce):
+    x = torch.randn(4, 3, requires_grad=True)
+    weight, bias = torch.randn(2, 3, requires_grad=True), torch.randn(2)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    compare_linear(x, empty, weight, bias, reduce=reduce, weight_root=torch.randn(2, 3))
+    edge_index = torch.randint(0, 4, (2, 10))
+    with torch.no_grad():
+        out = aggregate_linear(x, edge_index, weight, bias, reduce=reduce)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, linear_reference(x, edge_index, weight, bias, None, reduce,
+                                                     None, None))
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+def test_linear_rectangular_csr(reduce):
+    """A CSR whose targets are the first rows of ``x`` (layer-wise sampled inference)."""
+    torch.manual_seed(9)
+    edge_index = torch.randint(0, 10, (2, 40))
+    x = torch.randn(10, 3, requires_grad=True)
+    weight, weight_root = torch.randn(4, 3), torch.randn(4, 3)
+    full = aggregate_linear(x, edge_index, weight, reduce=reduce, weight_root=weight_root)
+    csr = to_csr(edge_index, 10)
+    keep = int(csr.rowptr[6])
+    rows = CSR(csr.rowptr[:7], csr.col[:keep], csr.perm[:keep], 6, 10)
+    out = aggregate_linear(x, rows, weight, reduce=reduce, weight_root=weight_root)
+    torch.testing.assert_close(out, full[:6])
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, torch.autograd.grad(full[:6].sum(), x)[0])
+
+
+def test_linear_uses_registered_kernel(monkeypatch):
+    """A custom kernel registered for the reduction is used (unfused), not bypassed."""
+    monkeypatch.setattr(spmm_module, "_KERNELS", dict(spmm_module._KERNELS))
+    register_kernel("cpu", "sum", lambda x, csr, w: x.new_ones(csr.num_rows, x.size(1)))
+    out = aggregate_linear(torch.randn(3, 2), torch.tensor([[0], [1]]), torch.eye(2))
+    assert torch.equal(out, torch.ones(3, 2))
+
+
+def test_linear_bad_arguments():
+    x, edge_index = torch.randn(4, 3), torch.tensor([[0, 1], [1, 2]])
+    w = torch.randn(2, 3)
+    with pytest.raises(ValueError, match=r"'weight' must have shape \[out_channels, 3\]"):
+        aggregate_linear(x, edge_index, torch.randn(2, 4))
+    with pytest.raises(ValueError, match="'weight' must be 2-D"):
+        aggregate_linear(x, edge_index, torch.randn(3))
+    with pytest.raises(ValueError, match=r"'bias' must have shape \[2\]"):
+        aggregate_linear(x, edge_index, w, torch.randn(3))
+    with pytest.raises(ValueError, match=r"'weight_root' must have shape \[2, 3\]"):
+        aggregate_linear(x, edge_index, w, weight_root=torch.randn(3, 3))
+    with pytest.raises(ValueError, match="'x_root' must have 4 rows"):
+        aggregate_linear(x, edge_index, w, x_root=torch.randn(3, 3), weight_root=w)
+    with pytest.raises(ValueError, match="'x_root' is given but 'weight_root' is None"):
+        aggregate_linear(x, edge_index, w, x_root=x)
+    with pytest.raises(ValueError, match="'weight' must have x's dtype"):
+        aggregate_linear(x, edge_index, w.double())
+    with pytest.raises(TypeError, match="'weight' must be a torch.Tensor"):
+        aggregate_linear(x, edge_index, [[1.0, 2.0, 3.0]])
