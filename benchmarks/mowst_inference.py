@@ -6,8 +6,10 @@ receptive field of those nodes (``graphmoe.models.mowst_conditional``). This scr
 one process on the same graph and model (eval mode), across thresholds that send a given
 fraction of the nodes to the weak expert:
 
-* ``gnn``: the strong expert alone: full-graph forward vs receptive-field extraction + forward
-  on the subgraph (the part conditional computation changes);
+* ``gnn``: the strong expert alone: full-graph forward vs conditional
+  (``strong_on_nodes``: receptive field by frontier expansion on the cached CSR, then GCN /
+  GraphSAGE layer by layer on shrinking fields, other backbones on the receptive subgraph;
+  ``--subgraph`` also times the subgraph path for GCN/SAGE);
 * ``end_to_end``: ``Mowst.predict`` (weak expert + gate + strong expert + routing) with
   ``conditional=False`` vs ``True``;
 
@@ -20,12 +22,18 @@ and checks that the predictions are identical. Graphs:
   the gate routes by region (a gate on ``[dispersion, x]`` with a region indicator in ``x``): the
   case a trained Mowst aims at, where the weak expert takes one part of the graph.
 
-    python benchmarks/mowst_inference.py             # both graphs
+The implementations take turns within every repeat (median of ``--repeats``), so a change of
+load on a shared machine hits them alike.
+
+    GRAPHMOE_DATA=../shared/datasets python benchmarks/mowst_inference.py   # both graphs
+    python benchmarks/mowst_inference.py --no-real --fractions 0.5          # CSBM, half routed
     python benchmarks/mowst_inference.py --quick     # small sizes, a smoke test
 
 Ends with one JSON line ``{"benchmark": "mowst_inference", "speedup": {CASE: full / conditional},
 ...}``; CASE is ``<graph>@<fraction to weak>``, ``speedup`` is the GNN part, ``end_to_end`` the
-whole prediction; ``gnn_work_skipped`` is ``1 - edge_fraction`` of the subgraph.
+whole prediction; ``gnn_work_skipped`` is ``1 - aggregation_fraction`` (edges aggregated over
+all layers, over what full inference aggregates); ``rows`` has every measurement, the fractions
+of nodes and edges touched and the load average before and after.
 """
 from __future__ import annotations
 
@@ -45,28 +53,35 @@ from graphmoe.models import build_model
 from graphmoe.models.mowst import Mowst
 from graphmoe.models.mowst_conditional import strong_on_nodes
 
-FRACTIONS = (0.1, 0.25, 0.5, 0.75, 0.9)
+FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)  # to the weak expert; 1 - these go to the GNN
+REAL_GRAPHS = ["cornell5", "tolokers", "amazon-photo"]
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up (CSR caches, allocator)
-    times = []
+def _paired(fns: dict, repeats: int) -> dict[str, float]:
+    """Median time of each function, the functions taking turns within every repeat (so a
+    change of load on the shared machine hits all of them alike)."""
+    for fn in fns.values():
+        fn()  # warm-up (CSR caches, allocator)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def largest_real_graph() -> tuple[str, Data] | None:
+def largest_real_graph(names: list[str], root: str | None) -> list[tuple[str, Data]]:
+    """The first of ``names`` present under the data root (all of them with ``--all-real``)."""
     from graphmoe.data import load_dataset
 
-    for name in ("cornell5", "tolokers", "amazon-photo"):
+    found = []
+    for name in names:
         try:
-            return name, load_dataset(name)
+            found.append((name, load_dataset(name, root)))
         except (FileNotFoundError, ValueError):
             continue
-    return None
+    return found
 
 
 def region_csbm(num_nodes: int) -> Data:
@@ -89,38 +104,50 @@ def make_model(data: Data, strong: str, hidden: int, gate_input: str) -> Mowst:
 
 
 def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, float],
-                repeats: int) -> list[dict]:
+                repeats: int, subgraph: bool = False, max_fraction: float = 0.9) -> list[dict]:
     x, ei = data.x, data.edge_index
     rows = []
     with torch.no_grad():
-        t_gnn_full = _time(lambda: model.strong(x, ei), repeats)
         for frac, thr in thresholds.items():
             kw = dict(rule="threshold", threshold=thr)
             full = model.predict(x, ei, **kw)
-            cond = model.predict(x, ei, conditional=True, **kw)
+            kw_cond = dict(kw, conditional=True, max_fraction=max_fraction)
+            cond = model.predict(x, ei, **kw_cond)
             identical = bool(torch.equal(full.probs.argmax(-1), cond.probs.argmax(-1)))
             max_diff = float((full.probs - cond.probs).abs().max())
             need = ~cond.weak_mask[0]
-            t_gnn_cond = _time(lambda need=need: strong_on_nodes(
-                model.strong, x, ei, None, need, model.num_hops), repeats)
-            t_e2e_full = _time(lambda kw=kw: model.predict(x, ei, **kw), repeats)
-            t_e2e_cond = _time(lambda kw=kw: model.predict(x, ei, conditional=True, **kw),
-                               repeats)
+            fns = {
+                "gnn_full": lambda: model.strong(x, ei),
+                "gnn_cond": lambda need=need: strong_on_nodes(
+                    model.strong, x, ei, None, need, model.num_hops, max_fraction),
+                "e2e_full": lambda kw=kw: model.predict(x, ei, **kw),
+                "e2e_cond": lambda kw=kw_cond: model.predict(x, ei, **kw),
+            }
+            if subgraph:  # the receptive-subgraph path, without layer-wise evaluation
+                fns["gnn_subgraph"] = lambda need=need: strong_on_nodes(
+                    model.strong, x, ei, None, need, model.num_hops, max_fraction,
+                    layerwise=False)
+            t = _paired(fns, repeats)
             stats = cond.stats
             rows.append({
                 "case": f"{name}@{frac:.2f}", "graph": name, "num_nodes": data.num_nodes,
                 "num_edges": data.num_edges, "fraction_weak": stats["fraction_weak"],
+                "fraction_strong": float(need.float().mean()),
                 "node_fraction": stats["node_fraction"], "edge_fraction": stats["edge_fraction"],
-                "gnn_full_s": t_gnn_full, "gnn_cond_s": t_gnn_cond,
-                "e2e_full_s": t_e2e_full, "e2e_cond_s": t_e2e_cond,
+                "aggregation_fraction": stats.get("aggregation_fraction", stats["edge_fraction"]),
+                "layerwise": stats.get("layerwise", 0.0), "full_graph": stats["full_graph"],
+                **{f"{k}_s": v for k, v in t.items()},
                 "identical_predictions": identical, "max_prob_diff": max_diff,
             })
-            print(f"{name:>9s} weak={stats['fraction_weak']:.2f} "
-                  f"touched nodes={stats['node_fraction']:.3f} edges={stats['edge_fraction']:.3f} | "
-                  f"GNN {t_gnn_full * 1e3:7.1f} -> {t_gnn_cond * 1e3:7.1f} ms "
-                  f"(x{t_gnn_cond / t_gnn_full:.2f}) | end-to-end {t_e2e_full * 1e3:7.1f} -> "
-                  f"{t_e2e_cond * 1e3:7.1f} ms (x{t_e2e_cond / t_e2e_full:.2f}) | "
-                  f"identical={identical}", flush=True)
+            sub = (f" subgraph x{t['gnn_subgraph'] / t['gnn_full']:.2f} |"
+                   if subgraph else "")
+            print(f"{name:>9s} strong={rows[-1]['fraction_strong']:.2f} "
+                  f"touched nodes={stats['node_fraction']:.3f} edges={stats['edge_fraction']:.3f} "
+                  f"agg={rows[-1]['aggregation_fraction']:.3f} | "
+                  f"GNN {t['gnn_full'] * 1e3:7.1f} -> {t['gnn_cond'] * 1e3:7.1f} ms "
+                  f"(x{t['gnn_cond'] / t['gnn_full']:.2f}) |{sub} end-to-end "
+                  f"{t['e2e_full'] * 1e3:7.1f} -> {t['e2e_cond'] * 1e3:7.1f} ms "
+                  f"(x{t['e2e_cond'] / t['e2e_full']:.2f}) | identical={identical}", flush=True)
     return rows
 
 
@@ -136,15 +163,28 @@ def main() -> None:
     parser.add_argument("--strong", default="gcn", help="strong expert (gcn, sage, gat, gin)")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS),
+                        help="fractions of the nodes sent to the weak expert")
+    parser.add_argument("--real", nargs="+", default=REAL_GRAPHS,
+                        help="real graphs to try, in order (the first present is used)")
+    parser.add_argument("--all-real", action="store_true", help="every --real graph present")
+    parser.add_argument("--root", default=None, help="data root (default: $GRAPHMOE_DATA)")
     parser.add_argument("--no-real", action="store_true", help="skip the real graph")
+    parser.add_argument("--no-csbm", action="store_true", help="skip the CSBM")
+    parser.add_argument("--max-fraction", type=float, default=0.9,
+                        help="conditional inference falls back to the full graph at this share "
+                             "of edges (first layer) or nodes (field); 1.0 never falls back")
+    parser.add_argument("--subgraph", action="store_true",
+                        help="also time the receptive-subgraph path (no layer-wise evaluation)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     repeats = 2 if args.quick else args.repeats
+    fractions = tuple(args.fractions)
     rows: list[dict] = []
+    load_before = os.getloadavg()
 
-    real = None if args.no_real or args.quick else largest_real_graph()
-    if real is not None:
-        name, data = real
+    real = [] if args.no_real or args.quick else largest_real_graph(args.real, args.root)
+    for name, data in real if args.all_real else real[:1]:
         model = make_model(data, args.strong, args.hidden, "dispersion")
         with torch.no_grad():
             conf = model(data.x, data.edge_index).confidence
@@ -153,8 +193,34 @@ def main() -> None:
             d = model(data.x, data.edge_index).dispersion
             model.gate.lins[0].bias.fill_(-50.0 * float(d.median()))
             conf = model(data.x, data.edge_index).confidence
-        rows += bench_graph(name, data, model, quantile_thresholds(conf, FRACTIONS), repeats)
+        rows += bench_graph(name, data, model, quantile_thresholds(conf, fractions), repeats,
+                            args.subgraph, args.max_fraction)
+    if not args.no_csbm:
+        rows += bench_csbm(args, fractions, repeats)
 
+    result = {
+        "benchmark": "mowst_inference",
+        "speedup": {r["case"]: r["gnn_full_s"] / r["gnn_cond_s"] for r in rows},
+        "end_to_end": {r["case"]: r["e2e_full_s"] / r["e2e_cond_s"] for r in rows},
+        "gnn_work_skipped": {r["case"]: 1.0 - r["aggregation_fraction"] for r in rows},
+        "nodes_skipped": {r["case"]: 1.0 - r["node_fraction"] for r in rows},
+        "identical_predictions": all(r["identical_predictions"] for r in rows),
+        "rows": rows,
+        "strong": args.strong,
+        "max_fraction": args.max_fraction,
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_before_after": [load_before, os.getloadavg()],
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result))
+
+
+def bench_csbm(args: argparse.Namespace, fractions: tuple[float, ...], repeats: int) -> list[dict]:
+    """The region-routed CSBM: region 1 to the weak expert (see the module docstring)."""
+    rows = []
     data = region_csbm(2_000 if args.quick else args.csbm_nodes)
     model = make_model(data, args.strong, args.hidden, "dispersion+x")
     with torch.no_grad():  # a gate that learned "indicator 1 -> weak": C = sigmoid(20 u - 10)
@@ -164,7 +230,7 @@ def main() -> None:
     region = data.region.bool()
     share = float(region.float().mean())
     u = torch.rand(data.num_nodes, generator=torch.Generator().manual_seed(0))
-    for frac in FRACTIONS:
+    for frac in fractions:
         # region 1 goes to the weak expert (all of it at frac = its share, ~0.5); other fractions
         # move a random part of one region across, which blurs the boundary
         weak = torch.where(region, u < min(1.0, frac / share),
@@ -172,23 +238,9 @@ def main() -> None:
         routed = data.clone()
         routed.x = data.x.clone()
         routed.x[:, -1] = weak.float()
-        rows += bench_graph("csbm", routed, model, {frac: 0.5}, repeats)
-
-    result = {
-        "benchmark": "mowst_inference",
-        "speedup": {r["case"]: r["gnn_full_s"] / r["gnn_cond_s"] for r in rows},
-        "end_to_end": {r["case"]: r["e2e_full_s"] / r["e2e_cond_s"] for r in rows},
-        "gnn_work_skipped": {r["case"]: 1.0 - r["edge_fraction"] for r in rows},
-        "nodes_skipped": {r["case"]: 1.0 - r["node_fraction"] for r in rows},
-        "identical_predictions": all(r["identical_predictions"] for r in rows),
-        "rows": rows,
-        "strong": args.strong,
-        "threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-    }
-    print(json.dumps(result))
+        rows += bench_graph("csbm", routed, model, {frac: 0.5}, repeats, args.subgraph,
+                            args.max_fraction)
+    return rows
 
 
 if __name__ == "__main__":

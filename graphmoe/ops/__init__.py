@@ -8,7 +8,7 @@ Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters ro
 ``graphmoe.ops`` imports nothing else from graphmoe.
 """
 from graphmoe.ops.aggregate import aggregate
-from graphmoe.ops.csr import CSR, clear_csr_cache, csr_cache_info, to_csr
+from graphmoe.ops.csr import CSR, clear_csr_cache, csr_cache_info, register_csr, to_csr
 from graphmoe.ops.dispatch import (
     DispatchPlan,
     combine_rows,
@@ -22,6 +22,7 @@ from graphmoe.ops.spmm import register_kernel, select_kernel
 __all__ = [
     "CSR",
     "to_csr",
+    "register_csr",
     "aggregate",
     "clear_csr_cache",
     "csr_cache_info",

@@ -8,6 +8,12 @@ built lazily on first use and kept on the same :class:`CSR` object.
 
 :func:`to_csr` caches its result per ``edge_index`` tensor (identity, ``_version``,
 ``num_nodes`` and device), so layers may call it on every forward.
+
+A CSR that is already known (e.g. sliced out of a bigger graph's CSR) is built with
+:meth:`CSR.from_arrays`; it may be *rectangular* (``num_rows != num_cols``: the targets are
+a subset of the sources, as in layer-wise or sampled message passing) and is passed to
+:func:`~graphmoe.ops.aggregate` directly. :func:`register_csr` hands a square one to the
+cache of an ``edge_index`` tensor, so that ``to_csr(edge_index)`` returns it without sorting.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "to_csr", "clear_csr_cache", "csr_cache_info"]
+__all__ = ["CSR", "to_csr", "register_csr", "clear_csr_cache", "csr_cache_info"]
 
 CACHE_SIZE = 16  # graphs kept alive at once; full-batch training touches 1-3
 
@@ -30,7 +36,9 @@ class CSR:
     r"""Adjacency of a directed graph in CSR form, rows are *targets*.
 
     Row :math:`i` holds ``col[rowptr[i]:rowptr[i + 1]]``, the sources :math:`j` of the edges
-    :math:`j \to i`, sorted by :math:`j`.  ``perm[k]`` is the position in ``edge_index`` of
+    :math:`j \to i`, sorted by :math:`j` when built by :func:`to_csr` (any order from
+    :meth:`from_arrays`).  Rectangular (``num_rows != num_cols``) only from
+    :meth:`from_arrays`.  ``perm[k]`` is the position in ``edge_index`` of
     the :math:`k`-th CSR entry, so ``edge_weight[perm]`` is the weight in CSR order.
     """
 
@@ -41,6 +49,44 @@ class CSR:
     num_cols: int
     # Derived data, filled lazily and shared by every call on this graph:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        rowptr: Tensor,
+        col: Tensor,
+        num_cols: int | None = None,
+        perm: Tensor | None = None,
+        *,
+        validate: bool = True,
+    ) -> CSR:
+        r"""A :class:`CSR` from precomputed arrays, without sorting anything.
+
+        Args:
+            rowptr (torch.Tensor): Integer row pointers ``[num_rows + 1]``, non-decreasing,
+                ``rowptr[0] = 0``, ``rowptr[-1] = num_edges``.
+            col (torch.Tensor): Integer sources ``[num_edges]`` of the edges of each row, in
+                ``[0, num_cols)``. Inside a row they may come in any order (:func:`to_csr`
+                sorts them; the CPU kernels, forward and backward, accept any order).
+            num_cols (int, optional): Number of source nodes (rows of the ``x`` it
+                aggregates); defaults to ``num_rows`` (a square adjacency).
+            perm (torch.Tensor, optional): ``perm[k]`` = position in the caller's edge order
+                of the ``k``-th CSR entry; defaults to the identity (edge weights given to
+                :func:`~graphmoe.ops.aggregate` are then in CSR order).
+            validate (bool): Check shapes, dtypes, devices and ranges (a few
+                :math:`O(E)` reductions); pass ``False`` for arrays known to be valid.
+                (default: ``True``)
+
+        Integer arrays are converted to ``torch.long``.
+        """
+        if validate:
+            _check_arrays(rowptr, col, num_cols, perm)
+        rowptr, col = rowptr.long(), col.long()
+        num_rows = rowptr.numel() - 1
+        num_cols = num_rows if num_cols is None else int(num_cols)
+        if perm is None:
+            perm = torch.arange(col.numel(), device=col.device)
+        return cls(rowptr, col, perm.long(), num_rows, num_cols)
 
     @property
     def num_edges(self) -> int:
@@ -104,8 +150,9 @@ class CSR:
         if key not in self._cache:
             if kind == "ones":
                 val = torch.ones(self.num_edges, dtype=dtype, device=self.device)
-            elif kind == "mean":
-                val = self.deg.clamp(min=1).to(dtype).reciprocal()[self.row]
+            elif kind == "mean":  # one pass over the rows (no `row` array, no gather)
+                val = torch.repeat_interleave(self.deg.clamp(min=1).to(dtype).reciprocal(),
+                                              self.deg, output_size=self.num_edges)
             else:  # "<kind>_t": the same values, in transposed order
                 val = self.values(dtype, kind[:-2])[self.transpose()[2]]
             self._cache[key] = val
@@ -128,6 +175,45 @@ class CSR:
         out = torch.empty_like(csr_values)
         out[self.perm] = csr_values
         return out
+
+
+def _is_index(tensor: object) -> bool:
+    return (isinstance(tensor, Tensor) and tensor.dim() == 1 and not tensor.is_floating_point()
+            and not tensor.is_complex() and tensor.dtype != torch.bool)
+
+
+def _check_arrays(rowptr: Tensor, col: Tensor, num_cols: int | None,
+                  perm: Tensor | None) -> None:
+    """``ValueError``/``TypeError`` naming the argument of :meth:`CSR.from_arrays`."""
+    for name, value in (("rowptr", rowptr), ("col", col), ("perm", perm)):
+        if value is None and name == "perm":
+            continue
+        if not _is_index(value):
+            raise TypeError(f"'{name}' must be a 1-D integer torch.Tensor, got "
+                            f"{getattr(value, 'dtype', type(value).__name__)} "
+                            f"{list(getattr(value, 'shape', []))}")
+        if value.device != col.device:
+            raise ValueError(f"'{name}' is on {value.device} but 'col' is on {col.device}")
+    if rowptr.numel() == 0:
+        raise ValueError("'rowptr' must have num_rows + 1 >= 1 entries, got 0")
+    num_rows = rowptr.numel() - 1
+    if num_cols is not None and (not isinstance(num_cols, int) or isinstance(num_cols, bool)
+                                 or num_cols < 0):
+        raise ValueError(f"'num_cols' must be a non-negative int, got {num_cols!r}")
+    num_cols = num_rows if num_cols is None else num_cols
+    if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel():
+        raise ValueError(f"'rowptr' must start at 0 and end at col.numel() = {col.numel()}, "
+                         f"got {int(rowptr[0])} .. {int(rowptr[-1])}")
+    if num_rows > 0 and bool((rowptr.diff() < 0).any()):
+        raise ValueError("'rowptr' must be non-decreasing")
+    if col.numel() > 0:
+        lo, hi = int(col.min()), int(col.max())
+        if lo < 0 or hi >= num_cols:
+            raise ValueError(f"'col' holds indices in [{lo}, {hi}], outside "
+                             f"[0, num_cols={num_cols})")
+    if perm is not None and perm.numel() != col.numel():
+        raise ValueError(f"'perm' must have col.numel() = {col.numel()} entries, "
+                         f"got {perm.numel()}")
 
 
 def _ptr(index: Tensor, size: int) -> Tensor:
@@ -212,6 +298,14 @@ class _CSRCache:
                 self._data.popitem(last=False)
         return csr
 
+    def put(self, edge_index: Tensor, csr: CSR) -> None:
+        key = (id(edge_index), _version(edge_index), csr.num_rows, edge_index.device)
+        with self._lock:
+            self._data[key] = (weakref.ref(edge_index), csr)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -238,6 +332,41 @@ def to_csr(edge_index: Tensor, num_nodes: int | None = None) -> CSR:
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'edge_index' must be a torch.Tensor, got {type(edge_index).__name__}")
     return _CACHE.get(edge_index, num_nodes)
+
+
+def register_csr(edge_index: Tensor, csr: CSR, *, validate: bool = True) -> CSR:
+    r"""Make ``to_csr(edge_index, csr.num_rows)`` return ``csr`` without building it.
+
+    For graphs whose CSR is known when their ``edge_index`` is made (a subgraph sliced out of
+    a cached CSR, edges emitted in CSR order): the first aggregation then skips the sort.
+    The entry follows the cache's rules (same tensor object, unmodified; least recently used
+    graphs are dropped first).
+
+    Args:
+        edge_index (torch.Tensor): The graph, ``[2, num_edges]``.
+        csr (CSR): Its square target-major CSR, e.g. from :meth:`CSR.from_arrays`, with
+            ``edge_index[:, csr.perm] == (csr.col, csr.row)``.
+        validate (bool): Check that equality (:math:`O(E)`); shapes are always checked.
+            (default: ``True``)
+
+    Returns the registered ``csr``.
+    """
+    if not isinstance(csr, CSR):
+        raise TypeError(f"'csr' must be a graphmoe.ops.CSR, got {type(csr).__name__}")
+    check_edge_index(edge_index, csr.num_rows)
+    if csr.num_rows != csr.num_cols:
+        raise ValueError(f"'csr' must be square to stand for an edge_index, got "
+                         f"{csr.num_rows} x {csr.num_cols}")
+    if edge_index.size(1) != csr.num_edges or edge_index.device != csr.device:
+        raise ValueError(f"'csr' has {csr.num_edges} edges on {csr.device}, 'edge_index' "
+                         f"{edge_index.size(1)} on {edge_index.device}")
+    if validate:
+        src, dst = edge_index[:, csr.perm]
+        if not (torch.equal(src, csr.col) and torch.equal(dst, csr.row)):
+            raise ValueError("'csr' does not match 'edge_index': need "
+                             "edge_index[:, csr.perm] == (csr.col, csr.row)")
+    _CACHE.put(edge_index, csr)
+    return csr
 
 
 def clear_csr_cache() -> None:

@@ -6,7 +6,7 @@ import gc
 import pytest
 import torch
 
-from graphmoe.ops import aggregate, clear_csr_cache, csr_cache_info, to_csr
+from graphmoe.ops import CSR, aggregate, clear_csr_cache, csr_cache_info, register_csr, to_csr
 from graphmoe.ops.csr import CACHE_SIZE
 
 
@@ -126,3 +126,94 @@ def test_inference_mode_tensors():
         out = aggregate(x, edge_index, reduce="max")
         assert to_csr(edge_index, 3) is to_csr(edge_index, 3)
     torch.testing.assert_close(out[2], x[1])
+
+
+# -- CSR.from_arrays / register_csr (public API for precomputed CSRs) ------------------------
+
+
+def test_from_arrays_defaults_and_square_round_trip():
+    edge_index = torch.tensor([[0, 2, 1, 2, 2, 3], [1, 1, 0, 1, 3, 3]])
+    built = to_csr(edge_index, 5)
+    csr = CSR.from_arrays(built.rowptr.int(), built.col.int())  # int32 accepted, made long
+    assert csr.num_rows == csr.num_cols == 5 and csr.num_edges == 6
+    assert csr.rowptr.dtype == csr.col.dtype == torch.long
+    assert torch.equal(csr.perm, torch.arange(6))  # identity: weights in CSR order
+    assert torch.equal(dense(csr), dense(built))
+    x, w = torch.randn(5, 3), torch.rand(6)
+    for reduce in ("sum", "mean", "max"):
+        torch.testing.assert_close(aggregate(x, csr, w[built.perm], reduce),
+                                   aggregate(x, edge_index, w, reduce))
+
+
+def test_rectangular_csr_aggregates_its_rows_any_column_order():
+    """Targets = a prefix of the sources (layer-wise message passing): out has num_rows rows;
+    columns inside a row need not be sorted, duplicates need not be adjacent."""
+    rowptr = torch.tensor([0, 3, 3, 6])
+    col = torch.tensor([4, 1, 2, 0, 4, 0])
+    csr = CSR.from_arrays(rowptr, col, num_cols=5)
+    assert (csr.num_rows, csr.num_cols) == (3, 5)
+    adj = torch.zeros(3, 5, dtype=torch.float64)
+    w = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    row = torch.repeat_interleave(torch.arange(3), rowptr.diff())
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    for reduce in ("sum", "mean", "max"):
+        out = aggregate(x, csr, w, reduce)
+        assert out.shape == (3, 4)
+        msg = x[col] * w.unsqueeze(-1)
+        if reduce == "max":
+            ref = torch.stack([msg[row == i].amax(0) if (row == i).any() else x.new_zeros(4)
+                               for i in range(3)])
+        else:
+            ref = adj.new_zeros(3, 4).index_add(0, row, msg)
+            if reduce == "mean":
+                ref = ref / rowptr.diff().clamp(min=1).unsqueeze(-1)
+        torch.testing.assert_close(out, ref)
+        g = torch.randn(3, 4, dtype=torch.float64)
+        for got, exp in zip(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(ref, (x, w), g)):
+            torch.testing.assert_close(got, exp)
+
+
+def test_from_arrays_rejects_bad_arrays():
+    rowptr, col = torch.tensor([0, 1, 2]), torch.tensor([1, 0])
+    with pytest.raises(TypeError, match="'col'"):
+        CSR.from_arrays(rowptr, col.float())
+    with pytest.raises(ValueError, match="'rowptr' must start at 0 and end"):
+        CSR.from_arrays(torch.tensor([0, 1, 3]), col)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        CSR.from_arrays(torch.tensor([0, 2, 1, 2]), col)
+    with pytest.raises(ValueError, match=r"'col' holds indices in \[0, 1\], outside"):
+        CSR.from_arrays(rowptr, col, num_cols=1)
+    with pytest.raises(ValueError, match="'perm'"):
+        CSR.from_arrays(rowptr, col, perm=torch.tensor([0]))
+    with pytest.raises(ValueError, match="num_cols"):
+        CSR.from_arrays(rowptr, col, num_cols=-1)
+    csr = CSR.from_arrays(rowptr, col, num_cols=1, validate=False)  # the caller's word
+    assert csr.num_cols == 1
+    with pytest.raises(ValueError, match="CSR over 3 nodes"):
+        aggregate(torch.randn(2, 3), CSR.from_arrays(rowptr, col, num_cols=3))
+
+
+def test_register_csr_is_returned_by_to_csr():
+    edge_index = torch.tensor([[1, 2, 0, 0], [0, 0, 1, 2]])  # already in CSR order
+    csr = CSR.from_arrays(torch.tensor([0, 2, 3, 4]), edge_index[0].clone())
+    assert register_csr(edge_index, csr) is csr
+    assert to_csr(edge_index, 3) is csr
+    assert csr_cache_info()["misses"] == 0
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(aggregate(x, edge_index), aggregate(x, edge_index.clone()))
+    edge_index[0, 0] = 2  # an in-place change still invalidates a registered entry
+    assert to_csr(edge_index, 3) is not csr
+
+
+def test_register_csr_rejects_mismatches():
+    edge_index = torch.tensor([[1, 2, 0], [0, 0, 1]])
+    good = CSR.from_arrays(torch.tensor([0, 2, 3, 3]), torch.tensor([1, 2, 0]))
+    with pytest.raises(ValueError, match="does not match"):
+        register_csr(edge_index, CSR.from_arrays(good.rowptr, torch.tensor([2, 1, 0])))
+    with pytest.raises(ValueError, match="square"):
+        register_csr(edge_index, CSR.from_arrays(good.rowptr, good.col, num_cols=4))
+    with pytest.raises(ValueError, match="edges"):
+        register_csr(edge_index[:, :2], good)
+    with pytest.raises(TypeError, match="'csr'"):
+        register_csr(edge_index, (good.rowptr, good.col))
+    assert register_csr(edge_index, good) is good and to_csr(edge_index, 3) is good
