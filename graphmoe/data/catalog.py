@@ -21,6 +21,7 @@ _LINKX = "https://github.com/CUAI/Non-Homophily-Large-Scale/tree/master/data"
 _OGB = "https://ogb.stanford.edu/docs/nodeprop/"
 _OGBL = "https://ogb.stanford.edu/docs/linkprop/"
 _SEAL = "https://github.com/muhanzhang/SEAL/tree/master/Python/data"
+_MOLNET = "https://moleculenet.org/datasets-1 (MoleculeNet CSVs, e.g. DeepChem's S3 copies)"
 
 # Raw-file download locations: the ones PyG's Planetoid, Amazon/Coauthor,
 # HeterophilousGraphDataset, WebKB/Actor and LINKXDataset download from.
@@ -112,6 +113,38 @@ def _ogbl(name: str, metric: str, description: str) -> DatasetInfo:
         source=_OGBL)
 
 
+def _molnet(name: str, file: str, smiles: str, labels: tuple[str, ...], description: str,
+            ogb: str | None = None, aliases: tuple[str, ...] = ()) -> DatasetInfo:
+    """A MoleculeNet CSV (graph-level; scaffold split 80/10/10 by default); also known under
+    its OGB name ``ogbg-mol<ogb or name>`` (the same molecules; OGB's split is made the same way)."""
+    regression = name in ("esol", "freesolv", "lipophilicity")
+    task_type = "regression" if regression else "binary classification"
+    return DatasetInfo(
+        name=name, format="moleculenet", folder="moleculenet", files=(file,), task="graph",
+        aliases=(f"ogbg-mol{ogb or name}", *aliases),
+        metric="rmse" if regression else "rocauc", split="ratio", num_classes=len(labels),
+        params={"smiles_column": smiles, "label_columns": labels, "task_type": task_type},
+        description=f"MoleculeNet {description} ({len(labels)} task{'s' * (len(labels) > 1)}, "
+                    f"{'RMSE' if regression else 'ROC-AUC'}; scaffold split)", source=_MOLNET)
+
+
+_TOX21 = ("NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD", "NR-PPAR-gamma",
+          "SR-ARE", "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53")
+_SIDER = (
+    "Hepatobiliary disorders", "Metabolism and nutrition disorders", "Product issues",
+    "Eye disorders", "Investigations", "Musculoskeletal and connective tissue disorders",
+    "Gastrointestinal disorders", "Social circumstances", "Immune system disorders",
+    "Reproductive system and breast disorders",
+    "Neoplasms benign, malignant and unspecified (incl cysts and polyps)",
+    "General disorders and administration site conditions", "Endocrine disorders",
+    "Surgical and medical procedures", "Vascular disorders", "Blood and lymphatic system disorders",
+    "Skin and subcutaneous tissue disorders", "Congenital, familial and genetic disorders",
+    "Infections and infestations", "Respiratory, thoracic and mediastinal disorders",
+    "Psychiatric disorders", "Renal and urinary disorders",
+    "Pregnancy, puerperium and perinatal conditions", "Ear and labyrinth disorders",
+    "Cardiac disorders", "Nervous system disorders",
+    "Injury, poisoning and procedural complications")
+
 CATALOG: tuple[DatasetInfo, ...] = (
     # Planetoid citation graphs, public split.
     _planetoid("cora", "cora", "Cora citation graph"),
@@ -179,6 +212,23 @@ CATALOG: tuple[DatasetInfo, ...] = (
     _ogbl("ogbl-ddi", "hits@20", "OGB drug-drug interactions"),
     _ogbl("ogbl-collab", "hits@50", "OGB author collaborations"),
     _ogbl("ogbl-ppa", "hits@100", "OGB protein-protein associations"),
+    # Graph-level (task="graph", graphmoe.data.graphs): MoleculeNet CSVs (Wu et al. 2018), SMILES
+    # turned into graphs by ogb.utils.smiles2graph (needs the chem extra: RDKit). Columns as in
+    # PyG's MoleculeNet table; aliases are the OGB names of the same molecules.
+    _molnet("bbbp", "BBBP.csv", "smiles", ("p_np",), "blood-brain barrier penetration"),
+    _molnet("esol", "ESOL_delaney-processed.csv", "smiles",
+            ("measured log solubility in mols per litre",), "ESOL water solubility (log mol/L)",
+            aliases=("delaney",)),
+    _molnet("freesolv", "FreeSolv_SAMPL.csv", "smiles", ("expt",),
+            "FreeSolv hydration free energy (kcal/mol)", aliases=("sampl",)),
+    _molnet("lipophilicity", "Lipophilicity.csv", "smiles", ("exp",),
+            "lipophilicity (octanol/water logD)", ogb="lipo", aliases=("lipo",)),
+    _molnet("bace", "bace.csv", "smiles", ("Class",), "BACE-1 inhibition"),
+    _molnet("hiv", "HIV.csv", "smiles", ("HIV_active",), "HIV replication inhibition"),
+    _molnet("tox21", "tox21.csv", "smiles", _TOX21, "Tox21 toxicity"),
+    _molnet("sider", "sider.csv", "smiles", _SIDER, "SIDER side effects"),
+    _molnet("clintox", "clintox.csv", "smiles", ("FDA_APPROVED", "CT_TOX"),
+            "ClinTox clinical toxicity"),
     # The embedded default: no files needed.
     DatasetInfo(
         name="csbm", format="csbm", split="ratio", aliases=("synthetic",),

@@ -169,15 +169,16 @@ def _fetch(info: DatasetInfo, fmt: Format, root: Path, options: Mapping[str, Any
 
 
 def _split_user_options(info: DatasetInfo, fmt: Format, options: Mapping[str, Any],
+                        split_defaults: Mapping[str, Any] = SPLIT_OPTIONS,
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
-    split_keys = () if fmt.seeded else tuple(SPLIT_OPTIONS)
+    split_keys = () if fmt.seeded else tuple(split_defaults)
     unknown = [k for k in options if k not in fmt.options and k not in split_keys]
     if unknown:
         valid = sorted({*fmt.options, *split_keys})
         raise TypeError(f"load_dataset() got unexpected option(s) {', '.join(map(repr, unknown))} "
                         f"for dataset {info.name!r}; valid options: {', '.join(valid) or 'none'}")
     processing = {k: v for k, v in options.items() if k in fmt.options}
-    split_opts = {**SPLIT_OPTIONS, **{k: v for k, v in options.items() if k in split_keys}}
+    split_opts = {**split_defaults, **{k: v for k, v in options.items() if k in split_keys}}
     return processing, split_opts
 
 
@@ -228,12 +229,16 @@ def _finish(data: Data, info: DatasetInfo) -> Data:
 
 
 def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, seed: int = 0,
-                 force_reload: bool = False, download: bool = True, **options: Any) -> Data:
+                 force_reload: bool = False, download: bool = True, **options: Any) -> Any:
     r"""Load a registered node classification dataset as a PyG ``Data``.
 
     A ``task="link"`` dataset (SEAL networks, ``ogbl-*``) returns its link split instead:
     :func:`graphmoe.data.link.load_link_dataset` (options ``val_ratio``, ``test_ratio``,
-    ``neg_ratio`` and the format's ``features``).
+    ``neg_ratio`` and the format's ``features``). A ``task="graph"`` dataset (MoleculeNet:
+    ``bbbp``, ``esol``, ...) returns a :class:`graphmoe.data.graphs.GraphDataset` with
+    ``split_idx``, ``num_tasks``, ``task_type`` and ``metric`` (``"rocauc"``/``"rmse"``);
+    options ``targets`` (label columns), ``split_scheme`` (``"scaffold"``, default, or
+    ``"random"``: split ``split`` of ``seed``), ``frac_train`` (0.8), ``frac_valid`` (0.1).
 
     Args:
         name (str): Dataset name or alias, case-insensitive (``list_datasets()``).
@@ -269,9 +274,12 @@ def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, see
 
         return load_link_dataset(name, root, split=split, seed=seed, force_reload=force_reload,
                                  **options)
+    if info.task == "graph":  # many small graphs: a GraphDataset with its split
+        return _load_graph_dataset(info, root, split=split, seed=seed, force_reload=force_reload,
+                                   download=download, options=options)
     if info.task != "node":
-        raise NotImplementedError(f"{info.name!r} is a {info.task!r} dataset; only node "
-                                  f"datasets load through load_dataset() so far")
+        raise NotImplementedError(f"{info.name!r} is a {info.task!r} dataset; only node, link "
+                                  f"and graph datasets load through load_dataset() so far")
     if not isinstance(split, int) or not isinstance(seed, int):
         raise TypeError(f"split and seed must be integers, got split={split!r}, seed={seed!r}")
     if split < 0:
@@ -282,6 +290,34 @@ def load_dataset(name: str, root: PathLike | None = None, *, split: int = 0, see
                     force_reload=force_reload, download=download)
     _choose_split(data, info, fmt, split_opts, seed, split)
     return _finish(data, info)
+
+
+#: Split options of graph-level datasets (``load_dataset(..., split_scheme="random")``).
+GRAPH_SPLIT_OPTIONS = {"split_scheme": "scaffold", "frac_train": 0.8, "frac_valid": 0.1}
+
+
+def _load_graph_dataset(info: DatasetInfo, root: PathLike | None, *, split: int, seed: int,
+                        force_reload: bool, download: bool, options: Mapping[str, Any]) -> Any:
+    """A ``task="graph"`` dataset as a :class:`~graphmoe.data.graphs.GraphDataset`: processed once
+    into a packed ``Data`` (cached like node graphs), validated, unpacked, split."""
+    from .graphs import GraphDataset, unpack_graphs, validate_graph_dataset
+    from .scaffold import graph_split
+
+    if not isinstance(split, int) or not isinstance(seed, int) or split < 0:
+        raise ValueError(f"split and seed must be integers (split >= 0), got split={split!r}, "
+                         f"seed={seed!r}")
+    fmt = FORMATS[info.format]
+    processing, split_opts = _split_user_options(info, fmt, options, GRAPH_SPLIT_OPTIONS)
+    packed = _process(info, fmt, resolve_root(root), processing, seed=seed, split=split,
+                      force_reload=force_reload, download=download)
+    validate_graph_dataset(packed, info.name)
+    scheme = split_opts.pop("split_scheme")
+    split_idx = graph_split(scheme, packed.scaffold, seed=seed, split=split, **split_opts)
+    info_attrs = {key: packed.get(key) for key in (
+        "smiles", "scaffold", "targets", "num_rows", "num_invalid", "invalid_rows")}
+    info_attrs["split_scheme"] = scheme
+    return GraphDataset(unpack_graphs(packed), info.name, str(packed.task_type), split_idx,
+                        metric=str(packed.get("metric") or info.metric), info=info_attrs)
 
 
 def _size(paths: list[Path | None]) -> int:

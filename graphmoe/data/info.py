@@ -10,8 +10,9 @@ __all__ = ["METRICS", "SPLITS", "TASKS", "DatasetInfo", "normalize_name"]
 
 #: Learning tasks a dataset can serve. Loaders for "link", "graph" and "kg" plug in later.
 TASKS = ("node", "link", "graph", "kg")
-#: Evaluation metrics reported as ``data.metric`` (link datasets: ROC-AUC, or OGB's Hits@K / MRR).
-METRICS = ("acc", "rocauc", "hits@20", "hits@50", "hits@100", "mrr")
+#: Evaluation metrics reported as ``data.metric`` (link datasets: ROC-AUC, or OGB's Hits@K / MRR;
+#: graph regression: RMSE, lower is better).
+METRICS = ("acc", "rocauc", "hits@20", "hits@50", "hits@100", "mrr", "rmse")
 #: How train/val/test masks are obtained (see :mod:`graphmoe.data.splits`).
 SPLITS = ("provided", "per_class", "ratio")
 

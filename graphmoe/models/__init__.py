@@ -1,8 +1,10 @@
-"""Backbones (MLP, GCN, GraphSAGE, GAT, GIN, DAGNN), GMoE, Mowst, their layers and the registry."""
+"""Backbones (MLP, GCN, GraphSAGE, GAT, GIN, GINE, DAGNN), GMoE, GMoE-GIN, Mowst, their layers and the registry."""
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, BasicGNN, GraphSAGE
 from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
 from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.gine import GINE, GINEConv
 from graphmoe.models.gmoe import GMoE, GMoEConv
+from graphmoe.models.gmoe_gin import GMoEGIN, GMoEGINConv
 from graphmoe.models.mlp import MLP
 from graphmoe.models.mowst import ConfidenceGate, Mowst, MowstOutput, MowstPrediction
 from graphmoe.models.registry import MODEL_REGISTRY, build_model
@@ -17,6 +19,10 @@ __all__ = [
     "DAGNN",
     "GMoE",
     "GMoEConv",
+    "GINE",
+    "GINEConv",
+    "GMoEGIN",
+    "GMoEGINConv",
     "Mowst",
     "ConfidenceGate",
     "MowstOutput",

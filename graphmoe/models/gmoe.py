@@ -219,15 +219,7 @@ class GMoEConv(MessagePassing):
 
         self.router_name = router if isinstance(router, str) else None
         self.router = self._make_router(router, dict(router_kwargs or {}))
-        self.weight = Parameter(torch.empty(self.num_experts, in_channels, out_channels))
-        if bias:
-            self.bias = Parameter(torch.empty(self.num_experts, out_channels))
-        else:
-            self.register_parameter("bias", None)
-        self.shared = torch.nn.ModuleList([
-            Linear(in_channels, out_channels, bias=bias, weight_initializer="glorot",
-                   bias_initializer="zeros")
-            for _ in range(num_shared_experts)])
+        self.init_experts(bias)
         self.balance_loss = self._resolve_balance_loss(balance_loss)
         self.balance_loss_weight = balance_loss_weight
         self.z_loss_weight = z_loss_weight
@@ -259,6 +251,27 @@ class GMoEConv(MessagePassing):
             return ExpertChoiceRouter(self.in_channels, num_experts, factor, **kwargs)
         raise ValueError(f"'router' must be one of {ROUTERS} or a Router (got {router!r})")
 
+    def init_experts(self, bias: bool) -> None:
+        """Create the routed experts' stacked parameters and the shared experts (a hook for
+        subclasses with other experts, e.g. :class:`~graphmoe.models.GMoEGINConv`)."""
+        self.weight = Parameter(torch.empty(self.num_experts, self.in_channels, self.out_channels))
+        if bias:
+            self.bias = Parameter(torch.empty(self.num_experts, self.out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.shared = torch.nn.ModuleList([
+            Linear(self.in_channels, self.out_channels, bias=bias, weight_initializer="glorot",
+                   bias_initializer="zeros")
+            for _ in range(self.num_shared_experts)])
+
+    def reset_experts(self) -> None:
+        """Re-initialise the parameters made by :meth:`init_experts`."""
+        for e in range(self.num_experts):
+            glorot(self.weight[e])
+        zeros(self.bias)
+        for lin in self.shared:
+            lin.reset_parameters()
+
     def _resolve_balance_loss(self, name: str | None) -> str | None:
         if name == "auto":
             if isinstance(self.router, ExpertChoiceRouter):
@@ -278,11 +291,7 @@ class GMoEConv(MessagePassing):
             # GMoE starts both gating matrices at zero: logits tie and the noise decides, so
             # every expert receives nodes (and gradients) from the first step.
             torch.nn.init.zeros_(self.router.gate.weight)
-        for e in range(self.num_experts):
-            glorot(self.weight[e])
-        zeros(self.bias)
-        for lin in self.shared:
-            lin.reset_parameters()
+        self.reset_experts()
         self._cached = None
 
     # -- forward ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ import torch
 
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, GraphSAGE
 from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.gine import GINE
 from graphmoe.models.gmoe import GMoE
+from graphmoe.models.gmoe_gin import GMoEGIN
 from graphmoe.models.mlp import MLP
 
 MODEL_REGISTRY: dict[str, type[torch.nn.Module]] = {
@@ -17,6 +19,9 @@ MODEL_REGISTRY: dict[str, type[torch.nn.Module]] = {
     "gin": GIN,
     "dagnn": DAGNN,
     "gmoe": GMoE,
+    # graph-level molecules: GIN with bond features, GMoE with hop-wise GIN experts
+    "gine": GINE,
+    "gmoe_gin": GMoEGIN,
 }
 
 

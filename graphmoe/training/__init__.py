@@ -7,6 +7,7 @@ Layering: ``data`` -> ``training`` -> ``models``. Task modules stay thin: the ma
 from graphmoe.training.base import STAGES, TaskModule, model_aux_loss, split_output
 from graphmoe.training.callbacks import BestCheckpoint, MetricEarlyStopping
 from graphmoe.training.datamodule import GraphDataModule, NodeDataModule, full_batch_loader
+from graphmoe.training.graph import GraphPredictor, GraphPropertyDataModule
 from graphmoe.training.link import LinkDataModule, LinkPredictor
 from graphmoe.training.metrics import build_metric, metric_key
 from graphmoe.training.mowst import MowstModule
@@ -18,6 +19,8 @@ __all__ = [
     "STAGES",
     "BestCheckpoint",
     "GraphDataModule",
+    "GraphPredictor",
+    "GraphPropertyDataModule",
     "LinkDataModule",
     "LinkPredictor",
     "MetricEarlyStopping",

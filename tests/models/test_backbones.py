@@ -202,6 +202,10 @@ def test_registry_builds_every_name(graph):
             kwargs["num_layers"] = 2
         model = build_model(name, **kwargs)
         assert isinstance(model, MODEL_REGISTRY[name])
+        if getattr(model, "supports_edge_attr", False):  # gine, gmoe_gin: OGB bond features
+            bonds = torch.zeros(edge_index.size(1), 3, dtype=torch.long)
+            assert model(x, edge_index, bonds).shape == (N, OUT)
+            continue
         assert model(x, edge_index).shape == (N, OUT)
     assert isinstance(build_model("GraphSAGE", in_channels=4, hidden_channels=4, num_layers=1),
                       GraphSAGE)

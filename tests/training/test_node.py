@@ -104,6 +104,25 @@ def test_rocauc_on_a_binary_graph_and_auto_monitor(tmp_path):
     assert checkpoint.best_model_path and (tmp_path / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("monitor, mode, expected", [
+    ("val/acc", "auto", "max"), ("val/rocauc", "auto", "max"), ("val/rmse", "auto", "min"),
+    ("val/loss", "auto", "min"), ("val/rmse", "max", "max"),
+])
+def test_callbacks_take_the_direction_from_the_metric(monitor, mode, expected, tmp_path):
+    from graphmoe.training.callbacks import MetricEarlyStopping
+
+    module = type("Task", (pl.LightningModule,), {"monitor": monitor})()
+    trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path)
+    checkpoint = BestCheckpoint(dirpath=tmp_path, mode=mode)
+    stopping = MetricEarlyStopping(mode=mode, min_delta=0.1)
+    for callback in (checkpoint, stopping):
+        callback.setup(trainer, module, "fit")
+        assert callback.monitor == monitor and callback.mode == expected
+    worst = torch.inf if expected == "min" else -torch.inf
+    assert float(checkpoint.kth_value) == worst and float(stopping.best_score) == worst
+    assert stopping.min_delta == (0.1 if expected == "max" else -0.1)
+
+
 def test_metrics_from_logits():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]])
     y = torch.tensor([0, 1, 1, 1])

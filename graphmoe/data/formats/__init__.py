@@ -22,6 +22,7 @@ from ..synthetic import csbm
 from .geom_gcn import process_geom_gcn
 from .heterophilous import process_heterophilous_npz
 from .linkx import process_fb100, process_twitch
+from .moleculenet import process_moleculenet
 from .npz import process_npz
 from .ogb import (
     locate_ogb_node,
@@ -113,6 +114,8 @@ FORMATS: dict[str, Format] = {
     "seal_mat": Format(process_seal_mat, _STRUCTURAL),
     "ogb_link": Format(process_ogb_link, {"meta_dict": None, **_STRUCTURAL},
                        locate=_locate_ogb_link, archive=_archive_ogb_link),
+    # graph-level (task="graph"; a packed Data, see graphmoe.data.graphs)
+    "moleculenet": Format(process_moleculenet, {"targets": None, "include_chirality": True}),
 }
 
 
