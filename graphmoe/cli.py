@@ -257,6 +257,13 @@ class GraphMoECLI(LightningCLI):
 # -- non-Lightning commands ------------------------------------------------------------------
 
 
+def cmd_federated(argv: list[str]) -> int:
+    """Run federated subgraph learning (FED-PUB and baselines) from a YAML config."""
+    from graphmoe.federated.run import cmd_federated as run_federated
+
+    return run_federated(argv)
+
+
 def cmd_topology(argv: list[str]) -> int:
     """Train a link predictor and correlate per-node performance with TC, ATC and degree."""
     from graphmoe.training.topology import cmd_topology as run_topology
@@ -319,6 +326,7 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "datasets": cmd_datasets,
     "demo": cmd_demo,
+    "federated": cmd_federated,
     "topology": cmd_topology,
 }
 
