@@ -96,7 +96,7 @@ def run_federated(config: FederatedConfig, *, engine: str | None = None, out: st
     partition = summary() if callable(summary) else None
     histories: dict[str, FederatedHistory] = {}
     extra = {"checkpoint_every": config.checkpoint_every, "progress": progress,
-             "console": console} if engine == "inprocess" else {}
+             "console": console}
     paths: dict[str, Path] = {}
     for spec in config.algorithms:
         algorithm = spec.build()

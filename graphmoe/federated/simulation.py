@@ -35,8 +35,8 @@ from graphmoe.federated.algorithms.base import (
 )
 from graphmoe.federated.history import FederatedHistory, RoundRecord
 
-__all__ = ["run_simulation", "client_seed", "sample_clients", "make_clients", "federated_clients",
-           "CHECKPOINT", "FAULTS"]
+__all__ = ["run_simulation", "fit_client", "parse_faults", "client_seed", "sample_clients",
+           "make_clients", "federated_clients", "CHECKPOINT", "FAULTS"]
 
 log = logging.getLogger("graphmoe.federated")
 
@@ -94,7 +94,7 @@ def make_clients(clients: Sequence[Data], algorithm: FederatedAlgorithm, num_fea
     return states
 
 
-def _parse_faults(faults: Any) -> dict[tuple[int, int], str]:
+def parse_faults(faults: Any) -> dict[tuple[int, int], str]:
     if not faults:
         return {}
     items = faults.items() if isinstance(faults, Mapping) else (((r, c), k) for r, c, k in faults)
@@ -106,7 +106,7 @@ def _parse_faults(faults: Any) -> dict[tuple[int, int], str]:
     return out
 
 
-def _fit_client(algorithm: FederatedAlgorithm, state: ClientState, client: Data,
+def fit_client(algorithm: FederatedAlgorithm, state: ClientState, client: Data,
                 server: FederatedServer, cid: int, rnd: int, fault: str | None) -> ClientUpdate:
     if fault == "raise":
         raise RuntimeError(f"injected fault in client {cid}, round {rnd}")
@@ -135,7 +135,7 @@ def _run_round(algorithm: FederatedAlgorithm, server: FederatedServer, states: l
         seed_all(client_seed(seed, rnd, cid))
         snapshot = states[cid].snapshot()
         try:
-            updates[cid] = _fit_client(algorithm, states[cid], clients[cid], server, cid, rnd,
+            updates[cid] = fit_client(algorithm, states[cid], clients[cid], server, cid, rnd,
                                        faults.get((rnd, cid)))
         except Exception as err:  # a failing client must not stop the federation
             states[cid].load_state_dict(snapshot)
@@ -240,7 +240,7 @@ def run_simulation(
         if int(local_epochs) < 1:
             raise ValueError(f"'local_epochs' must be >= 1, got {local_epochs}")
         algorithm.local_epochs = int(local_epochs)
-    fault_plan = _parse_faults(faults)
+    fault_plan = parse_faults(faults)
     states = make_clients(clients, algorithm, num_features, num_classes, seed)
     server = algorithm.server()
     meta = _meta(algorithm, len(clients), fraction, seed)

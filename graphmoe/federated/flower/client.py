@@ -39,7 +39,7 @@ from graphmoe.federated.flower.records import (
     update_to_record,
 )
 from graphmoe.federated.flower.settings import FlowerSettings
-from graphmoe.federated.simulation import _fit_client, client_seed, federated_clients, seed_all
+from graphmoe.federated.simulation import client_seed, federated_clients, fit_client, seed_all
 
 __all__ = ["make_client_app", "client_app", "ClientRuntime"]
 
@@ -77,7 +77,7 @@ class ClientRuntime:
 
 
 class _Received:
-    """The one-client view of a server that ``simulation._fit_client`` asks for its weights."""
+    """The one-client view of a server that ``simulation.fit_client`` asks for its weights."""
 
     def __init__(self, weights: dict[str, Tensor] | None) -> None:
         self.weights = weights
@@ -161,7 +161,7 @@ def handle_train(msg: Message, context: Context, defaults: FlowerSettings | None
     state = rt.restore(context)
     # seeded as in the in-process engine: a client's randomness depends on (seed, rnd, cid)
     seed_all(client_seed(rt.settings.seed, rnd, rt.cid))
-    update = _fit_client(rt.algorithm, state, rt.data, _Received(incoming), rt.cid, rnd,
+    update = fit_client(rt.algorithm, state, rt.data, _Received(incoming), rt.cid, rnd,
                          rt.settings.faults.get((rnd, rt.cid)))
     save_state(context.state, state.state_dict(), rnd)
     return Message(update_to_record(update), reply_to=msg)

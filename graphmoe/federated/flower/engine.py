@@ -18,7 +18,7 @@ from graphmoe.federated.flower.client import make_client_app
 from graphmoe.federated.flower.server import make_server_app
 from graphmoe.federated.flower.settings import FlowerSettings
 from graphmoe.federated.history import FederatedHistory, RoundRecord
-from graphmoe.federated.simulation import _parse_faults, federated_clients
+from graphmoe.federated.simulation import federated_clients, parse_faults
 
 __all__ = ["run_flower", "backend_config"]
 
@@ -172,7 +172,7 @@ def run_flower(
     root = str(resolve_root(None).absolute())
     rebuild = _rebuildable(fed, clients, root)
     settings = _settings(fed, algorithm, len(clients), rounds, fraction, seed,
-                         _parse_faults(faults), rebuild, root)
+                         parse_faults(faults), rebuild, root)
     settings.timeout = float(timeout)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
