@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
@@ -26,6 +27,16 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("real datasets not found: set GRAPHMOE_DATA")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Test graphs are tiny: one thread is fastest and does not fight other processes for the
+    machine's (two, shared) cores. Benchmarks choose their own thread counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

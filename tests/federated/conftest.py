@@ -36,14 +36,3 @@ def split_clients(data: Data, num_clients: int, nodes_per_client: int, seed: int
 @pytest.fixture(scope="session")
 def cora_clients(data_root) -> list[Data]:
     return split_clients(load_dataset("cora", data_root), NUM_CLIENTS, NODES_PER_CLIENT)
-
-
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and does not fight other processes for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

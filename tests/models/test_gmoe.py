@@ -16,14 +16,6 @@ from graphmoe.moe import MoEAux, TopKRouter
 N, F_IN, F_OUT = 23, 6, 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_graph(n: int = N, num_edges: int = 70, seed: int = 0, weighted: bool = False):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, F_IN, generator=gen, dtype=torch.float64)

@@ -17,14 +17,6 @@ from graphmoe.training import NodeClassifier, NodeDataModule
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_graph(seed: int = 0):
     data = csbm(num_nodes=240, num_classes=3, num_features=8, avg_degree=6.0, homophily=(0.9,),
                 signal=2.0, seed=seed)

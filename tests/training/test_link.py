@@ -21,14 +21,6 @@ from graphmoe.training.link import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def community_graph(num_nodes: int = 160, blocks: int = 8, p_in: float = 0.3,
                     p_out: float = 0.01, seed: int = 0) -> Data:
     """A stochastic block model with block-indicator features: links are predictable."""

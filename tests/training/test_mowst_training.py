@@ -20,14 +20,6 @@ TINY = {"num_nodes": 240, "num_classes": 3, "num_features": 8, "avg_degree": 5.0
         "homophily": [0.9, 0.1], "signal": 1.5, "pattern": "uniform"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return csbm(**TINY, seed=0)

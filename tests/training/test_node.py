@@ -17,15 +17,6 @@ from graphmoe.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny graphs train faster on one thread (much faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_graph(num_classes: int = 3, seed: int = 0, **kwargs) -> Data:
     """A small, easy CSBM graph (homophilous, strong features)."""
     opts = dict(num_nodes=240, num_classes=num_classes, num_features=8, avg_degree=6.0,
