@@ -15,6 +15,7 @@ from .cache import DatasetNotFoundError, cache_dir, file_digest, resolve_root
 from .catalog import CATALOG
 from .datasets import dataset_files, list_datasets, load_dataset
 from .formats import FORMATS, Format, ogb_evaluator, register_format, write_ogb_node_dataset
+from .graphs import GraphDataset
 from .info import DatasetInfo, normalize_name
 from .registry import get_dataset_info, register_dataset, registered_datasets
 from .splits import per_class_split, random_split, ratio_split
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetNotFoundError",
     "Format",
+    "GraphDataset",
     "NeighborSampler",
     "cache_dir",
     "csbm",
