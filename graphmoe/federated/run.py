@@ -6,7 +6,9 @@
 
 Outputs in the output directory: ``rounds.csv`` (per round: means and per-client local
 validation/test accuracy), ``summary.json`` (per algorithm: mean local test accuracy at the
-best validation round, wall time), ``accuracy.png``, ``config.yaml`` and, per algorithm label,
+best validation round, wall time), ``accuracy.png``, ``partition.png`` (label distribution per
+client, for a partition made by :func:`~graphmoe.federated.load_federated`), ``config.yaml`` and,
+per algorithm label,
 ``<label>/checkpoint.pt`` and ``<label>/history.json``.
 """
 from __future__ import annotations
@@ -94,6 +96,8 @@ def run_federated(config: FederatedConfig, *, engine: str | None = None, out: st
                                  seed=config.partition_seed, root=config.root)
     summary = getattr(fed, "summary", None)
     partition = summary() if callable(summary) else None
+    if callable(getattr(fed, "plot_label_distribution", None)):
+        fed.plot_label_distribution(out_dir / "partition.png")
     histories: dict[str, FederatedHistory] = {}
     extra = {"checkpoint_every": config.checkpoint_every, "progress": progress,
              "console": console}

@@ -29,6 +29,15 @@ def _write(tmp_path: Path, **changes) -> Path:
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _data_root_env(data_root):
+    """The configs name datasets, not folders: point the data root at the real datasets even
+    when ``$GRAPHMOE_DATA`` is unset (the fixture falls back to ``../shared/datasets``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAPHMOE_DATA", str(data_root))
+        yield
+
+
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("fedcli")
@@ -65,6 +74,7 @@ def test_outputs(cli_run):
         assert result["wall_time_s"] > 0 and 0 < result["test_acc"] <= 1
     assert summary["algorithms"]["fedpub-tau10"]["options"]["tau"] == 10
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "partition.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "fedpub" / "checkpoint.pt").is_file()
     assert (out / "fedpub" / "history.json").is_file()
 
