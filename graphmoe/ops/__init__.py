@@ -7,7 +7,7 @@ w.r.t. ``x`` and ``edge_weight``. :func:`expert_ffn` runs routed expert FFNs by 
 Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters rows in place.
 ``graphmoe.ops`` imports nothing else from graphmoe.
 """
-from graphmoe.ops.aggregate import aggregate
+from graphmoe.ops.aggregate import aggregate, aggregate_linear
 from graphmoe.ops.csr import CSR, clear_csr_cache, csr_cache_info, register_csr, to_csr
 from graphmoe.ops.dispatch import (
     DispatchPlan,
@@ -24,6 +24,7 @@ __all__ = [
     "to_csr",
     "register_csr",
     "aggregate",
+    "aggregate_linear",
     "clear_csr_cache",
     "csr_cache_info",
     "register_kernel",
