@@ -1,6 +1,7 @@
 r"""Link prediction as a LightningModule, with overall and per-node ranking evaluation.
 
-* :class:`LinkDataModule` hands the whole link split (:mod:`graphmoe.data.link`) to every stage.
+* :class:`LinkDataModule` (:mod:`graphmoe.training.link_data`) hands the whole link split
+  (:mod:`graphmoe.data.link`) to every stage.
 * :class:`LinkPredictor` encodes nodes with any backbone of :func:`graphmoe.models.build_model`
   on the *training* graph, scores a pair with a dot-product or MLP decoder, and minimises binary
   cross-entropy against negatives drawn afresh each epoch. Validation and test log ROC-AUC and
@@ -11,10 +12,13 @@ r"""Link prediction as a LightningModule, with overall and per-node ranking eval
 * Optional TC-guided edge re-weighting during message passing (``reweight_alpha > 0``), the
   variant of Wang et al., "A Topological Perspective on Demystifying GNN-Based Link Prediction
   Performance", ICLR 2024 (see :meth:`LinkPredictor.update_edge_weight`).
+
+This module holds the task module; the decoders are in :mod:`graphmoe.training.link_decoders`,
+the metrics and per-node ranking in :mod:`graphmoe.training.link_eval`. Their public names are
+re-exported here (``graphmoe.training.link.LinkDataModule`` is the CLI's ``class_path``).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
-from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import softmax as scatter_softmax
 from torchmetrics.functional.classification import binary_auroc
 
 from graphmoe.training.base import TaskModule, split_output
-from graphmoe.training.datamodule import GraphDataModule, full_batch_loader
-from graphmoe.training.metrics import OGB_PREFIX, metric_key
+from graphmoe.training.link_data import LinkDataModule
+from graphmoe.training.link_decoders import DotDecoder, MLPDecoder, build_decoder
+from graphmoe.training.link_eval import HITS, hits_at_k_overall, link_metric_key, node_link_metrics
+from graphmoe.training.metrics import OGB_PREFIX
 
 __all__ = [
     "DotDecoder",
@@ -39,269 +44,6 @@ __all__ = [
     "link_metric_key",
     "node_link_metrics",
 ]
-
-_HITS = re.compile(r"hits@([1-9][0-9]*)")
-#: Scores computed at once when ranking all candidates (bounds the memory of node evaluation).
-_PAIR_BUDGET = 1 << 22
-
-
-def link_metric_key(metric: str) -> str:
-    """The name a link metric spec is logged under: ``rocauc``, ``hits@K``, or OGB's metric."""
-    if metric.startswith(OGB_PREFIX):
-        return metric_key(metric)
-    if metric == "rocauc" or _HITS.fullmatch(metric):
-        return metric
-    raise ValueError(f"link metric must be 'rocauc', 'hits@K' (K >= 1) or 'ogb:<ogbl dataset>', "
-                     f"got {metric!r}")
-
-
-def hits_at_k_overall(pos_score: Tensor, neg_score: Tensor, k: int) -> Tensor:
-    """OGB's Hits@K: the fraction of positives scored above the ``k``-th best negative
-    (1 when there are fewer than ``k`` negatives, as ``ogb.linkproppred.Evaluator``)."""
-    if neg_score.numel() < k:
-        return pos_score.new_tensor(1.0)
-    kth = torch.topk(neg_score, k).values[-1]
-    return (pos_score > kth).float().mean()
-
-
-# -- decoders ----------------------------------------------------------------------------------
-
-
-class DotDecoder(nn.Module):
-    r"""Dot-product decoder :math:`s(u, v) = \mathbf{z}_u^\top \mathbf{z}_v` (a logit)."""
-
-    def forward(self, z_src: Tensor, z_dst: Tensor) -> Tensor:
-        return (z_src * z_dst).sum(-1)
-
-    def all_pairs(self, z_src: Tensor, z: Tensor) -> Tensor:
-        """``[len(z_src), len(z)]`` scores of every source against every node."""
-        return z_src @ z.t()
-
-    def reset_parameters(self) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class MLPDecoder(nn.Module):
-    r"""MLP on the Hadamard product, :math:`s(u, v) = \mathrm{MLP}(\mathbf{z}_u \odot
-    \mathbf{z}_v)` (a logit): the "M-LP" predictor of the TC paper's code and of OGB baselines.
-
-    Args:
-        in_channels: embedding size.
-        hidden_channels: hidden size of the MLP.
-        num_layers: number of linear layers (``>= 1``).
-        dropout: dropout after each hidden layer.
-    """
-
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2,
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"MLPDecoder expects num_layers >= 1, got {num_layers}")
-        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [1]
-        self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.dropout = dropout
-        self.in_channels, self.hidden_channels = in_channels, hidden_channels
-
-    def reset_parameters(self) -> None:
-        for lin in self.lins:
-            lin.reset_parameters()
-
-    def forward(self, z_src: Tensor, z_dst: Tensor) -> Tensor:
-        h = z_src * z_dst
-        for lin in self.lins[:-1]:
-            h = F.dropout(F.relu(lin(h)), p=self.dropout, training=self.training)
-        return self.lins[-1](h).squeeze(-1)
-
-    def all_pairs(self, z_src: Tensor, z: Tensor) -> Tensor:
-        rows = max(1, _PAIR_BUDGET // max(1, z.size(0) * z.size(1)))
-        out = [self(zs.unsqueeze(1), z.unsqueeze(0)) for zs in z_src.split(rows)]
-        return torch.cat(out) if out else z_src.new_empty(0, z.size(0))
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, "
-                f"num_layers={len(self.lins)})")
-
-
-def _build_decoder(name: str, channels: int, num_layers: int, dropout: float) -> nn.Module:
-    if name == "dot":
-        return DotDecoder()
-    if name == "mlp":
-        return MLPDecoder(channels, channels, num_layers, dropout)
-    raise ValueError(f"decoder must be 'dot' or 'mlp', got {name!r}")
-
-
-# -- per-node ranking --------------------------------------------------------------------------
-
-
-def _keys(src: Tensor, dst: Tensor, num_nodes: int) -> Tensor:
-    return src.long() * num_nodes + dst.long()
-
-
-def _member(keys: Tensor, sorted_keys: Tensor) -> Tensor:
-    if sorted_keys.numel() == 0:
-        return torch.zeros_like(keys, dtype=torch.bool)
-    pos = torch.searchsorted(sorted_keys, keys).clamp(max=sorted_keys.numel() - 1)
-    return sorted_keys[pos] == keys
-
-
-def _both_directions(edge_index: Tensor) -> Tensor:
-    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
-
-
-@torch.no_grad()
-def node_link_metrics(
-    z: Tensor,
-    decoder: nn.Module,
-    pos_edge_index: Tensor,
-    known_edge_index: Tensor | None = None,
-    k: int | Sequence[int] = (10, 20),
-    candidates: str | int = "all",
-    generator: torch.Generator | None = None,
-) -> dict[str, Tensor]:
-    r"""Per-node Hits@K, MRR and NDCG@K: each node ranks its candidate targets.
-
-    The held-out pairs ``pos_edge_index`` (undirected, one direction each) make ``v`` a positive
-    of ``u`` and ``u`` a positive of ``v``. A node's candidates are every other node
-    (``candidates="all"``, the protocol of the TC paper) or ``candidates`` random nodes
-    (sampled ranking for large graphs), minus itself and its ``known_edge_index`` neighbours
-    (the training edges, plus validation edges when ranking test edges), which are neither
-    positives nor negatives. Scores come from ``decoder`` on the embeddings ``z``; the metrics
-    are :func:`graphmoe.metrics.node_ranking_metrics` (pessimistic ties).
-
-    Returns:
-        ``{"hits@K": [N], "mrr": [N], "ndcg@K": [N]}`` with ``NaN`` for nodes that have no
-        positive.
-    """
-    from graphmoe.metrics import node_ranking_metrics
-
-    ks = [k] if isinstance(k, int) else list(k)
-    num_nodes, device = z.size(0), z.device
-    if pos_edge_index.numel() == 0:
-        raise ValueError("pos_edge_index has no edges: there is nothing to rank")
-    if candidates != "all" and (isinstance(candidates, bool) or not isinstance(candidates, int)
-                                or candidates < 1):
-        raise ValueError(f"candidates must be 'all' or a positive int, got {candidates!r}")
-    pos = _both_directions(pos_edge_index.to(device))
-    pos_keys = torch.unique(_keys(pos[0], pos[1], num_nodes))
-    pos_src, pos_dst = pos_keys // num_nodes, pos_keys % num_nodes
-    known = (torch.unique(_keys(*_both_directions(known_edge_index.to(device)), num_nodes))
-             if known_edge_index is not None and known_edge_index.numel()
-             else torch.empty(0, dtype=torch.long, device=device))
-    sources = torch.unique(pos_src)
-    width = num_nodes if candidates == "all" else int(candidates)
-    rows = max(1, _PAIR_BUDGET // width)
-    out = {f"hits@{x}": torch.full((num_nodes,), float("nan"), device=device) for x in ks}
-    out["mrr"] = torch.full((num_nodes,), float("nan"), device=device)
-    out.update({f"ndcg@{x}": torch.full((num_nodes,), float("nan"), device=device) for x in ks})
-    for chunk in sources.split(rows):
-        b = chunk.numel()
-        if candidates == "all":
-            cand = torch.arange(num_nodes, device=device).expand(b, num_nodes)
-            scores = decoder.all_pairs(z[chunk], z)
-        else:
-            cand = torch.randint(num_nodes, (b, width), generator=generator).to(device)
-            src_rep = chunk.repeat_interleave(width)
-            scores = decoder(z[src_rep], z[cand.reshape(-1)]).view(b, width)
-        src = chunk.unsqueeze(1).expand_as(cand)
-        keys = _keys(src, cand, num_nodes)
-        negative = (cand != src) & ~_member(keys, known) & ~_member(keys, pos_keys)
-        # positives of the chunk's sources, scored directly (sampled candidates may miss them)
-        lo, hi = torch.searchsorted(pos_src, chunk[0]), torch.searchsorted(pos_src, chunk[-1], right=True)
-        p_src, p_dst = pos_src[lo:hi], pos_dst[lo:hi]
-        p_score = decoder(z[p_src], z[p_dst]).float()
-        res = node_ranking_metrics(p_score, scores[negative].float(), pos_index=p_src,
-                                   neg_index=src[negative], num_nodes=num_nodes, k=ks)
-        for name, values in res.items():
-            out[name][chunk] = values[chunk].to(out[name].dtype)
-    return out
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-class LinkDataModule(GraphDataModule):
-    """A link split (:func:`graphmoe.data.link.load_link_dataset`), full batch at every stage.
-
-    Args:
-        name: a link dataset (``usair``, ``ogbl-collab``, ...) or any node dataset (``cora``).
-        root: data root; default ``$GRAPHMOE_DATA``, else ``./datasets``.
-        split, seed: which seeded split (ignored by ``ogbl-*``, which have an official split).
-        val_ratio, test_ratio: held-out fractions of the undirected edges (default 5% / 10%).
-        neg_ratio: negatives per validation / test positive.
-        dataset_options: format options (``features="onehot"|"random"|"constant"`` for the
-            featureless SEAL sets, ``meta_dict`` for OGB).
-        transform: a PyG transform applied once to the split, e.g. ``NormalizeFeatures()``.
-    """
-
-    def __init__(
-        self,
-        name: str = "cora",
-        root: str | None = None,
-        split: int = 0,
-        seed: int = 0,
-        val_ratio: float = 0.05,
-        test_ratio: float = 0.1,
-        neg_ratio: float = 1.0,
-        dataset_options: dict[str, Any] | None = None,
-        transform: BaseTransform | None = None,
-    ) -> None:
-        super().__init__(name, root, split, seed, dataset_options, transform)
-        self.val_ratio, self.test_ratio, self.neg_ratio = val_ratio, test_ratio, neg_ratio
-        self.save_hyperparameters()
-
-    @classmethod
-    def from_data(cls, data: Data, **kwargs: Any) -> LinkDataModule:
-        """Wrap an in-memory link split (checked with :func:`~graphmoe.data.link.check_link_split`)."""
-        from graphmoe.data.link import check_link_split
-
-        check_link_split(data)
-        return super().from_data(data, **kwargs)  # type: ignore[return-value]
-
-    @property
-    def data(self) -> Data:
-        """The link split (loaded on first access)."""
-        if self._data is None:
-            from graphmoe.data.link import load_link_dataset
-
-            data = load_link_dataset(
-                self.name, self.root, seed=self.seed, split=self.split, val_ratio=self.val_ratio,
-                test_ratio=self.test_ratio, neg_ratio=self.neg_ratio, **self.dataset_options)
-            self._data = self.transform(data) if self.transform is not None else data
-        return self._data
-
-    @property
-    def num_classes(self) -> None:
-        """``None``: link prediction has no classes. (The CLI links ``data.num_classes`` to
-        ``model.out_channels``; ``None`` leaves the embedding size at ``hidden_channels``.)"""
-        return None
-
-    @property
-    def multilabel(self) -> bool:
-        return False
-
-    @property
-    def metric(self) -> str:
-        """``data.metric``: ``"rocauc"`` (SEAL, node datasets), or ``"ogb:<name>"`` for the
-        ``ogbl-*`` datasets that ogb's evaluator knows (else their ``hits@K``)."""
-        return super().metric
-
-    def train_dataloader(self) -> Any:
-        return full_batch_loader(self.data)
-
-    def val_dataloader(self) -> Any:
-        return full_batch_loader(self.data)
-
-    def test_dataloader(self) -> Any:
-        return full_batch_loader(self.data)
-
-    def predict_dataloader(self) -> Any:
-        return full_batch_loader(self.data)
-
-
-# -- the task module ---------------------------------------------------------------------------
 
 
 class LinkPredictor(TaskModule):
@@ -410,7 +152,7 @@ class LinkPredictor(TaskModule):
                                    hidden_channels=hp.hidden_channels, num_layers=hp.num_layers,
                                    out_channels=out, dropout=hp.dropout,
                                    **(hp.backbone_kwargs or {}))
-        self.decoder = _build_decoder(hp.decoder, out, hp.decoder_layers, hp.decoder_dropout)
+        self.decoder = build_decoder(hp.decoder, out, hp.decoder_layers, hp.decoder_dropout)
 
     def setup(self, stage: str) -> None:
         """Build the encoder from the datamodule's feature size if it was not given; check it."""
@@ -512,7 +254,7 @@ class LinkPredictor(TaskModule):
                   "rocauc": binary_auroc(scores, labels.long())}
         for k in self.hparams.hits_k:
             values[f"hits@{k}"] = hits_at_k_overall(pos_out, neg_out, k)
-        if _HITS.fullmatch(self.metric_key) and self.metric_key not in values:
+        if HITS.fullmatch(self.metric_key) and self.metric_key not in values:
             values[self.metric_key] = hits_at_k_overall(pos_out, neg_out,
                                                         int(self.metric_key.split("@")[1]))
         evaluator = self.ogb_evaluator

@@ -33,31 +33,32 @@ metrics ``mowst/weak_<metric>``, ``mowst/strong_<metric>``, ``mowst/phase``; at 
 turn ``turn/val``, ``turn/conf_mean``, ``turn/weak_frac`` and the quantiles ``turn/conf_q*`` of
 :math:`C`. The whole turn history and the final distribution of :math:`C` per split go to
 ``mowst.json`` in the log directory.
+
+Layout: this module holds the LightningModule (construction, setup, optimizer, the Lightning
+steps and hooks); the schedule and its bookkeeping are in :mod:`graphmoe.training.mowst_schedule`,
+the per-phase losses in :mod:`graphmoe.training.mowst_losses`, evaluation and the routing summary
+in :mod:`graphmoe.training.mowst_eval` (mixins of :class:`MowstModule`).
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
 from graphmoe.training.base import TaskModule
 from graphmoe.training.metrics import build_metric, metric_key
+from graphmoe.training.mowst_eval import QUANTILES, MowstEvaluation
+from graphmoe.training.mowst_losses import MowstLosses
+from graphmoe.training.mowst_schedule import PRETRAIN, MowstSchedule
 
 __all__ = ["MowstModule", "QUANTILES", "SUMMARY_FILE"]
 
 SUMMARY_FILE = "mowst.json"
-QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
-PRETRAIN = ("none", "weak", "strong", "both")
 GATE_FITS = ("crossfit", "insample")
-_PHASE_CODE = {"pretrain_weak": -2, "pretrain_strong": -1, "weak": 0, "strong": 1, "joint": 2,
-               "done": 3}
 
 
 def _choice(name: str, value: Any, choices: tuple, owner: str = "MowstModule") -> Any:
@@ -66,14 +67,7 @@ def _choice(name: str, value: Any, choices: tuple, owner: str = "MowstModule") -
     return value
 
 
-def _quantiles(values: Tensor) -> dict[str, float]:
-    if values.numel() == 0:
-        return {}
-    q = torch.quantile(values.float().cpu(), torch.tensor(QUANTILES))
-    return {f"q{int(round(p * 100)):02d}": float(v) for p, v in zip(QUANTILES, q)}
-
-
-class MowstModule(TaskModule):
+class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
     r"""Mowst / Mowst* node classification (Zeng et al., ICLR 2024) with a weak and a strong
     expert from :func:`graphmoe.models.build_model`.
 
@@ -296,138 +290,6 @@ class MowstModule(TaskModule):
         Mowst.check_features(batch.get("x"), "data.x")
         return batch.x, batch.edge_index, batch.get("edge_weight")
 
-    # -- losses -------------------------------------------------------------------------------
-
-    def _pair_loss(self, weak: Tensor, strong: Tensor, gate_logit: Tensor, y: Tensor,
-                   experts: bool = False) -> Tensor:
-        """The variant's loss; ``experts=True`` marks an expert-fitting loss under fixed weights,
-        normalised per expert when ``expert_weights="normalized"`` (see the class docstring)."""
-        from graphmoe.models.mowst import mowst_loss, mowst_star_loss, normalized_mowst_loss
-
-        if self.hparams.variant == "mowst":
-            if experts and self._expert_weights == "normalized":
-                return normalized_mowst_loss(weak, strong, torch.sigmoid(gate_logit), y)
-            return mowst_loss(weak, strong, torch.sigmoid(gate_logit), y)
-        return mowst_star_loss(weak, strong, gate_logit, y)
-
-    def _cached(self, key: str, fn) -> Tensor:
-        if key not in self._cache:
-            with torch.no_grad():
-                self._cache[key] = fn()
-        return self._cache[key]
-
-    def _set_modes(self, trained: set[str]) -> None:
-        """Train mode for the trained parts, eval mode (no dropout, frozen BN) for the rest."""
-        m, cf = self.model, self.crossfit
-        parts = {"weak": [m.weak], "strong": [m.strong], "gate": [m.gate]}
-        if cf is not None:
-            parts["weak"].append(cf.weak)
-            parts["strong"].append(cf.strong)
-        for name, modules in parts.items():
-            for module in modules:
-                module.train(name in trained)
-
-    def _rows(self, module: torch.nn.Module, batch: Data, stage: str) -> Tensor:
-        """``module``'s logits on the labelled nodes of ``stage``, computed on the least of the
-        graph that gives the same outputs (rows only for the MLP, the receptive field of those
-        nodes for a GNN; see :func:`graphmoe.models.mowst_conditional.rows_of`)."""
-        from graphmoe.models.mowst import receptive_field_hops
-        from graphmoe.models.mowst_conditional import (
-            needs_source_degree,
-            receptive_subgraph,
-            rows_of,
-        )
-
-        x, ei, ew = self._graph(batch)
-        mask = self._labelled(batch, stage)
-        hops = receptive_field_hops(module)
-        sub = None
-        if hops:
-            key = (stage, id(ei), hops, needs_source_degree(module))
-            cached = self._subgraphs.get(key)
-            if cached is None or cached[0] is not ei:
-                sub = receptive_subgraph(x, ei, ew, mask, hops, key[-1])
-                # a receptive field as large as the graph saves nothing: use the graph itself
-                cached = (ei, sub if sub.stats["node_fraction"] < 0.9 else None)
-                self._subgraphs[key] = cached
-            sub = cached[1]
-            if sub is None:
-                return module(x, ei, ew)[mask]
-        return rows_of(module, x, ei, ew, mask, hops, sub)
-
-    def _phase_loss(self, phase: str, batch: Data) -> Tensor:
-        """The loss of one training step of ``phase`` on the training nodes ``T``.
-
-        Everything is computed on the rows of ``T`` (and the receptive field a GNN needs). With
-        cross-fitting, copy ``k`` trains on ``T`` minus fold ``k`` and predicts fold ``k``.
-        """
-        m, cf = self.model, self.crossfit
-        T = self._labelled(batch, "train")
-        y = batch.y.view(-1)[T]
-        fold = cf.fold[T] if cf is not None else None
-
-        def rows(module: torch.nn.Module) -> Tensor:
-            return self._rows(module, batch, "train")
-
-        x_T = self._cached("x_train", lambda: batch.x[T])
-        if phase.startswith("pretrain_"):
-            which = phase.removeprefix("pretrain_")
-            self._set_modes({which})
-            loss = F.cross_entropy(rows(getattr(m, which)), y)
-            if cf is not None:
-                for k, copy_k in enumerate(cf.copies(which)):
-                    fk = fold != k
-                    loss = loss + F.cross_entropy(rows(copy_k)[fk], y[fk])
-            return loss
-        if phase == "weak":
-            self._set_modes({"weak", "gate"})
-            S = self._cached("strong", lambda: rows(m.strong))
-            if cf is None:  # as published: the gate learns on the training nodes
-                W = rows(m.weak)
-                return self._pair_loss(W, S, m.gate_logit(W, x_T), y)
-            S_oof = self._cached("strong_oof", lambda: cf.out_of_fold("strong", rows, fold))
-            W_oof = cf.out_of_fold("weak", rows, fold)
-            g_oof = m.gate_logit(W_oof, x_T)
-            loss = self._pair_loss(W_oof, S_oof, g_oof, y)  # reaches the gate only
-            weights = g_oof.detach()
-            loss = loss + self._pair_loss(rows(m.weak), S, weights, y, experts=True)
-            for k, copy_k in enumerate(cf.weak):
-                fk = fold != k
-                S_k = self._cached(f"strong_{k}", lambda k=k: rows(cf.strong[k]))
-                loss = loss + self._pair_loss(rows(copy_k)[fk], S_k[fk], weights[fk], y[fk],
-                                              experts=True)
-            return loss
-        if phase == "strong":
-            self._set_modes({"strong"})
-            W = self._cached("weak", lambda: rows(m.weak))
-            if cf is None:
-                g = self._cached("gate", lambda: m.gate_logit(W, x_T))
-                return self._pair_loss(W, rows(m.strong), g, y, experts=True)
-            g_oof = self._cached("gate_oof", lambda: m.gate_logit(
-                cf.out_of_fold("weak", rows, fold), x_T))
-            loss = self._pair_loss(W, rows(m.strong), g_oof, y, experts=True)
-            for k, copy_k in enumerate(cf.strong):
-                fk = fold != k
-                loss = loss + self._pair_loss(W[fk], rows(copy_k)[fk], g_oof[fk], y[fk],
-                                              experts=True)
-            return loss
-        # joint (Mowst*)
-        self._set_modes({"weak", "strong", "gate"})
-        if cf is None:
-            W = rows(m.weak)
-            return self._pair_loss(W, rows(m.strong), m.gate_logit(W, x_T), y)
-        W_oof = cf.out_of_fold("weak", rows, fold)
-        S_oof = cf.out_of_fold("strong", rows, fold)
-        g_oof = m.gate_logit(W_oof, x_T)
-        loss = self._pair_loss(W_oof, S_oof, g_oof, y)  # reaches the gate only
-        weights = g_oof.detach()
-        loss = loss + self._pair_loss(rows(m.weak), rows(m.strong), weights, y)
-        for k in range(cf.num_folds):
-            fk = fold != k
-            loss = loss + self._pair_loss(rows(cf.weak[k])[fk], rows(cf.strong[k])[fk],
-                                          weights[fk], y[fk])
-        return loss
-
     # -- training -----------------------------------------------------------------------------
 
     def training_step(self, batch: Data, batch_idx: int) -> Tensor | None:
@@ -445,81 +307,7 @@ class MowstModule(TaskModule):
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=n)
         return loss.detach()
 
-    # -- evaluation ---------------------------------------------------------------------------
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(int(self.hparams.seed) + 7919)
-
-    @torch.no_grad()
-    def _evaluate(self, batch: Data, stage: str, conditional: bool = False) -> dict[str, Any]:
-        """Metric of the whole model (and of each expert) on ``stage``'s nodes, eval mode.
-
-        ``conf`` is :math:`C` on every node; the experts run on the rows of ``stage`` only
-        (``conditional=True``: the paper's inference path, the strong expert on the receptive
-        field of the nodes routed to it, over the whole graph).
-        """
-        m, hp = self.model, self.hparams
-        self._set_modes(set())
-        x, ei, ew = self._graph(batch)
-        y = batch.y.view(-1)
-        mask = self._labelled(batch, stage)
-        rule = dict(rule=hp.inference, threshold=hp.threshold, num_draws=hp.num_draws,
-                    generator=self._generator())
-        stats: dict[str, float] = {}
-        weak_all = m.weak(x, ei, ew)
-        gate_all = m.gate_logit(weak_all, x)
-        if conditional and hp.inference != "soft":
-            pred = m.predict(x, ei, ew, conditional=True, **rule)
-            stats = pred.stats
-            draws = pred.draw_probs()[:, mask]
-            strong = pred.strong_probs[mask].nan_to_num(1.0 / pred.probs.size(-1)).log()
-            frac = float(pred.weak_mask[:, mask].float().mean())
-        else:
-            from graphmoe.models.mowst import route
-
-            strong = self._rows(m.strong, batch, stage)
-            draws_all = route(torch.sigmoid(gate_all), hp.inference, hp.threshold, hp.num_draws,
-                              self._generator())  # drawn for every node, as predict() does
-            pred = m.combine(weak_all[mask], strong, gate_all[mask], rule=hp.inference,
-                             weak_mask=None if draws_all is None else draws_all[:, mask])
-            draws, frac = pred.draw_probs(), pred.stats["fraction_weak"]
-        weak, gate = weak_all[mask], gate_all[mask]
-        metric = self.test_metric if stage == "test" else self.val_metric
-        scores = []
-        for probs in draws:
-            metric.update(probs.clamp_min(1e-12).log(), y[mask])
-            scores.append(float(metric.compute()))
-            metric.reset()
-        expert_scores = {}
-        for name, logits in (("weak", weak), ("strong", strong)):
-            if name == "strong" and stats:  # skipped rows: no score of the strong expert alone
-                expert_scores[name] = float("nan")
-                continue
-            metric.update(logits, y[mask])
-            expert_scores[name] = float(metric.compute())
-            metric.reset()
-        loss = self._pair_loss(weak, strong, gate, y[mask])
-        conf = torch.sigmoid(gate_all)
-        return {"score": sum(scores) / len(scores), "loss": float(loss),
-                "weak_score": expert_scores["weak"], "strong_score": expert_scores["strong"],
-                "conf_mean": float(conf.mean()), "weak_frac": frac,
-                "n": int(mask.sum()), "conf": conf, **{f"cond_{k}": v for k, v in stats.items()}}
-
-    def _log_eval(self, stage: str, ev: dict[str, Any], score: float) -> None:
-        key = self.metric_key
-        n = max(ev["n"], 1)
-        self.log(f"{stage}/{key}", score, on_step=False, on_epoch=True, batch_size=n,
-                 prog_bar=stage != "test")
-        self.log(f"{stage}/loss", ev["loss"], on_step=False, on_epoch=True, batch_size=n)
-        extra = {f"mowst/{stage}_weak_{key}": ev["weak_score"],
-                 f"mowst/{stage}_strong_{key}": ev["strong_score"],
-                 "mowst/conf_mean": ev["conf_mean"], "mowst/weak_frac": ev["weak_frac"]}
-        for name in ("node_fraction", "edge_fraction"):
-            if f"cond_{name}" in ev:
-                extra[f"mowst/{stage}_{name}"] = ev[f"cond_{name}"]
-        if stage == "val":
-            extra["mowst/phase"] = float(_PHASE_CODE[self.schedule["phase"]])
-        self.log_dict(extra, on_step=False, on_epoch=True, batch_size=n)
+    # -- evaluation steps (scores in graphmoe.training.mowst_eval) ----------------------------
 
     def validation_step(self, batch: Data, batch_idx: int) -> None:
         self._check_batch(batch)
@@ -557,120 +345,6 @@ class MowstModule(TaskModule):
                                   generator=self._generator())
         return pred.probs.clamp_min(1e-12).log()
 
-    # -- the schedule -------------------------------------------------------------------------
-
-    def _initial_schedule(self) -> dict[str, Any]:
-        hp = self.hparams
-        phases = {"none": [], "weak": ["pretrain_weak"], "strong": ["pretrain_strong"],
-                  "both": ["pretrain_weak", "pretrain_strong"]}[hp.pretrain]
-        main = "weak" if hp.variant == "mowst" else "joint"
-        return {"phase": (phases + [main])[0], "queue": phases[1:] + [main] if phases else [],
-                "round": 0, "phase_epochs": 0, "phase_best": -math.inf, "phase_bad": 0,
-                "best_score": -math.inf, "best_state": None, "expert_state": None,
-                "round_start_best": -math.inf, "turn_start_best": -math.inf,
-                "rounds_without_improvement": 0, "history": []}
-
-    def _snapshot(self, prefixes: tuple[str, ...] | None = None) -> dict[str, Any]:
-        state = {k: v.detach().clone() for k, v in self.state_dict().items()
-                 if prefixes is None or k.startswith(prefixes)}
-        snap: dict[str, Any] = {"model": state}
-        if prefixes is None:
-            snap["optimizer"] = copy.deepcopy(self.optimizers().optimizer.state_dict())
-        return snap
-
-    def _restore(self, snap: dict[str, Any]) -> None:
-        self.load_state_dict(snap["model"], strict="optimizer" in snap)
-        if "optimizer" in snap:
-            self.optimizers().optimizer.load_state_dict(snap["optimizer"])
-        self._cache.clear()
-
-    def _expert_prefixes(self, which: str) -> tuple[str, ...]:
-        return (f"model.{which}.", f"crossfit.{which}.")
-
-    def _advance(self, batch: Data, ev: dict[str, Any]) -> float:
-        """One step of the schedule after a validation; returns the score of the held weights."""
-        s, hp = self.schedule, self.hparams
-        s["phase_epochs"] += 1
-        phase = s["phase"]
-        pretraining = phase.startswith("pretrain_")
-        score = ev[f"{phase.removeprefix('pretrain_')}_score"] if pretraining else ev["score"]
-        if score > s["phase_best"]:
-            s["phase_best"], s["phase_bad"] = score, 0
-            if pretraining:
-                s["expert_state"] = self._snapshot(
-                    self._expert_prefixes(phase.removeprefix("pretrain_")))
-        else:
-            s["phase_bad"] += 1
-        if not pretraining and ev["score"] > s["best_score"]:
-            s["best_score"], s["best_state"] = ev["score"], self._snapshot()
-        ended = s["phase_bad"] >= hp.patience or s["phase_epochs"] >= hp.max_turn_epochs
-        if not ended:
-            return float("nan") if pretraining else ev["score"]
-        # end of the phase: go back to the best state, record the turn, pick the next phase
-        if pretraining:
-            self._restore(s["expert_state"])
-            s["expert_state"] = None
-        else:
-            self._restore(s["best_state"])
-        record = {"round": s["round"], "phase": phase, "epochs": s["phase_epochs"],
-                  "phase_best": s["phase_best"],
-                  "kept": bool(pretraining or s["phase_best"] > s["turn_start_best"])}
-        self._next_phase()
-        if pretraining and s["phase"].startswith("pretrain_"):
-            s["history"].append(record)
-            return float("nan")
-        after = self._evaluate(batch, "val")
-        if pretraining:  # the mixture is assembled now: its first score
-            s["best_score"], s["best_state"] = after["score"], self._snapshot()
-            s["round_start_best"] = s["turn_start_best"] = after["score"]
-            # the pretrained experts alone: MLP / GNN baselines with the same settings (for the
-            # report only; selection never looks at test)
-            test = self._evaluate(batch, "test") if batch.get("test_mask") is not None else None
-            s["pretrained"] = {
-                which: {"val": after[f"{which}_score"],
-                        "test": test[f"{which}_score"] if test else float("nan")}
-                for which in ("weak", "strong")}
-        record.update(self._turn_summary(batch, after))
-        s["history"].append(record)
-        self.log_dict({f"turn/{k}": v for k, v in record.items()
-                       if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                      on_step=False, on_epoch=True, batch_size=1)
-        if s["phase"] == "done":
-            self.trainer.should_stop = True
-        return after["score"]
-
-    def _next_phase(self) -> None:
-        s, hp = self.schedule, self.hparams
-        phase = s["phase"]
-        if s["queue"]:
-            s["phase"] = s["queue"].pop(0)
-        elif phase == "weak":
-            s["phase"] = "strong"
-        elif phase == "strong":
-            s["round"] += 1
-            improved = s["best_score"] > s["round_start_best"]
-            s["rounds_without_improvement"] = 0 if improved else s["rounds_without_improvement"] + 1
-            s["round_start_best"] = s["best_score"]
-            stop = (s["rounds_without_improvement"] >= hp.outer_patience
-                    or s["round"] >= hp.max_rounds)
-            s["phase"] = "done" if stop else "weak"
-        else:  # joint
-            s["phase"] = "done"
-        s["phase_epochs"], s["phase_best"], s["phase_bad"] = 0, -math.inf, 0
-        s["turn_start_best"] = s["best_score"]
-        self._cache.clear()
-
-    def _turn_summary(self, batch: Data, ev: dict[str, Any]) -> dict[str, Any]:
-        conf = ev["conf"]
-        out: dict[str, Any] = {"val": ev["score"], "val_weak": ev["weak_score"],
-                               "val_strong": ev["strong_score"], "conf_mean": ev["conf_mean"],
-                               "weak_frac": ev["weak_frac"]}
-        for k, v in _quantiles(conf).items():
-            out[f"conf_{k}"] = v
-        train = self._labelled(batch, "train")
-        out["conf_mean_train"] = float(conf[train].mean()) if bool(train.any()) else float("nan")
-        return out
-
     # -- hooks --------------------------------------------------------------------------------
 
     def on_fit_end(self) -> None:
@@ -693,26 +367,6 @@ class MowstModule(TaskModule):
             path = Path(log_dir) / SUMMARY_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-
-    @torch.no_grad()
-    def routing_summary(self, data: Data) -> dict[str, Any]:
-        """Per split: metric of the model and of each expert, mean and quantiles of :math:`C`,
-        fraction routed to the weak expert."""
-        out: dict[str, Any] = {}
-        for stage in ("train", "val", "test"):
-            if data.get(f"{stage}_mask") is None:
-                continue
-            ev = self._evaluate(data, stage)
-            conf = ev["conf"][self._labelled(data, stage)]
-            out[stage] = {"score": ev["score"], "weak_score": ev["weak_score"],
-                          "strong_score": ev["strong_score"],
-                          "conf_mean": float(conf.mean()) if conf.numel() else float("nan"),
-                          "conf_quantiles": _quantiles(conf),
-                          "weak_frac_threshold": float((conf >= self.hparams.threshold)
-                                                       .float().mean()) if conf.numel() else 0.0}
-        out["all"] = {"conf_mean": float(ev["conf"].mean()),
-                      "conf_quantiles": _quantiles(ev["conf"])}
-        return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mowst_schedule"] = self.schedule

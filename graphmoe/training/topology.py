@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from graphmoe.training.link_eval import both_directions
+
 __all__ = ["NODE_METRIC_PREFIXES", "cmd_topology", "correlations", "node_topology",
            "run_topology"]
 
@@ -51,10 +53,6 @@ def _check_ks(ks: Sequence[int], name: str = "K") -> list[int]:
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ValueError(f"{name} must be a non-empty list of ints >= 1, got {ks!r}")
     return ks
-
-
-def _both(edge_index: Tensor) -> Tensor:
-    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
 
 
 def node_topology(data: Any, eval_split: str = "test", ks: Sequence[int] = (1, 2),
@@ -83,7 +81,7 @@ def node_topology(data: Any, eval_split: str = "test", ks: Sequence[int] = (1, 2
         raise ValueError("the training graph has no edges: topology metrics need some")
     if held is None or held.numel() == 0:
         raise ValueError(f"the {eval_split} split has no edges (data.{eval_split}_pos_edge_index)")
-    held = _both(held)
+    held = both_directions(held)
     out: dict[str, Tensor] = {
         "degree_train": node_degree(train, num_nodes),
         f"degree_{eval_split}": node_degree(held, num_nodes),

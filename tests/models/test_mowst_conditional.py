@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 
-from graphmoe.models import build_model, mowst_conditional
+from graphmoe.models import build_model, mowst_conditional, mowst_layerwise, mowst_receptive
 from graphmoe.models.mowst import Mowst
 from graphmoe.models.mowst_conditional import (
     expand,
@@ -123,7 +123,7 @@ def test_layerwise_with_edge_weights(graph, name, kwargs):
 
 @pytest.mark.parametrize("kwargs", SAGE_VARIANTS)
 def test_layerwise_sage_without_the_fused_kernel(graph, kwargs, monkeypatch):
-    monkeypatch.setattr(mowst_conditional, "aggregate_linear", None)
+    monkeypatch.setattr(mowst_layerwise, "aggregate_linear", None)
     check_rows(strong("sage", 2, **kwargs), *graph)
 
 
@@ -213,8 +213,9 @@ def test_predict_conditional_gcn_and_sage_equal_full(graph):
 
 
 def test_uses_only_public_ops_api():
-    source = inspect.getsource(mowst_conditional)
-    assert "_CACHE" not in source and "ops.csr" not in source
+    for module in (mowst_conditional, mowst_layerwise, mowst_receptive):
+        source = inspect.getsource(module)
+        assert "_CACHE" not in source and "ops.csr" not in source, module.__name__
 
 
 def test_first_layer_reads_graph_ids_for_large_fields(graph):
