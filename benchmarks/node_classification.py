@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="planetoid")
     parser.add_argument("--runs", type=int, default=10, help="seeds or splits per case")
+    parser.add_argument("--start", type=int, default=0,
+                        help="first seed or split (to extend an earlier run with more splits)")
     parser.add_argument("--only", default=None, help="substring filter on config names")
     parser.add_argument("--quick", action="store_true", help="2 runs per case, for a smoke test")
     parser.add_argument("--faithful", action="store_true",
@@ -110,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
             start, scores = time.perf_counter(), []
-            for index in range(runs):
+            for index in range(args.start, args.start + runs):
                 results = run_one(case, index, Path(tmp), extra)
                 metric, value = next(iter(results["test"].items()))
                 scores.append(100.0 * value)
             mean, std = summarise(scores)
             table[case.label] = {"metric": metric, "mean": round(mean, 2), "std": round(std, 2),
-                                 "runs": runs, "vary": case.vary, "paper": case.paper,
+                                 "runs": runs, "start": args.start, "vary": case.vary, "paper": case.paper,
                                  "scores": [round(s, 2) for s in scores],
                                  "seconds": round(time.perf_counter() - start, 1)}
             print(f"{case.label:<40} {metric:<7} {mean:6.2f} +- {std:5.2f}  (paper {case.paper})",
