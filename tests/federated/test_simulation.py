@@ -121,3 +121,70 @@ def test_fedavg_with_one_client_is_local_training(cora_clients):
     local = _run(one, "local", rounds=4, seed=3)
     for name in ("fedavg", "fedper"):
         assert _run(one, name, rounds=4, seed=3).metrics() == local.metrics(), name
+
+
+def test_fedavg_equals_the_reference_implementation(cora_clients, tmp_path):
+    """FedAvg as JinheonBaek/FED-PUB computes it (models/nets.py's GCN of PyG ``GCNConv``s,
+    models/fedavg/{client,server}.py): each client keeps its own Adam, whose state persists
+    across rounds while ``load_state_dict`` overwrites the weights with the global model; one
+    full-batch step; local validation/test accuracy of the locally trained model; the server
+    averages the clients' state dicts (uniformly: equal training sizes here). Same init, same
+    dropout draws: the same per-round accuracies and the same final models."""
+    import torch.nn.functional as F
+    from torch import nn
+    from torch_geometric.nn import GCNConv
+
+    from graphmoe.federated.simulation import CHECKPOINT, seed_all
+
+    class RefGCN(nn.Module):
+        def __init__(self, f, d, c):
+            super().__init__()
+            self.conv1, self.conv2, self.clsif = GCNConv(f, d), GCNConv(d, d), nn.Linear(d, c)
+
+        def forward(self, x, edge_index):
+            x = F.dropout(F.relu(self.conv1(x, edge_index)), training=self.training)
+            x = F.dropout(F.relu(self.conv2(x, edge_index)), training=self.training)
+            return self.clsif(x)
+
+    ref_keys = {"convs.0.lin.weight": "conv1.lin.weight", "convs.0.bias": "conv1.bias",
+                "convs.1.lin.weight": "conv2.lin.weight", "convs.1.bias": "conv2.bias",
+                "classifier.weight": "clsif.weight", "classifier.bias": "clsif.bias"}
+    assert len({int(c.train_mask.sum()) for c in cora_clients}) == 1  # uniform == size-weighted
+    seed, rounds = 3, 4
+    algorithm = build_algorithm("fedavg", **SMALL)
+    history = run_simulation(cora_clients, algorithm, rounds=rounds, seed=seed, progress=False,
+                             out_dir=tmp_path)
+
+    num_features, num_classes = cora_clients[0].x.size(1), 1 + max(int(c.y.max()) for c in cora_clients)
+    seed_all(seed)
+    init = algorithm.build_model(num_features, num_classes).state_dict()
+    glob = {ref_keys[k]: v.clone() for k, v in init.items()}
+    models = [RefGCN(num_features, 16, num_classes) for _ in cora_clients]
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.01, weight_decay=1e-6) for m in models]
+    for rnd in range(1, rounds + 1):
+        states = []
+        for cid, (client, model, opt) in enumerate(zip(cora_clients, models, optimizers)):
+            model.load_state_dict(glob)  # the reference's set_state_dict: weights replaced in place
+            seed_all(client_seed(seed, rnd, cid))
+            model.train()
+            opt.zero_grad()
+            out = model(client.x, client.edge_index)
+            F.cross_entropy(out[client.train_mask], client.y[client.train_mask]).backward()
+            opt.step()
+            model.eval()
+            with torch.no_grad():
+                pred = model(client.x, client.edge_index).argmax(-1)
+            for split in ("val", "test"):
+                mask = client[f"{split}_mask"]
+                ours = history.rounds[rnd - 1].clients[cid][f"{split}_acc"]
+                assert ours == pytest.approx(float((pred[mask] == client.y[mask]).float().mean()))
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        glob = {k: sum(s[k] for s in states) / len(states) for k in states[0]}
+
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    for cid, model in enumerate(models):
+        ours = saved["clients"][cid]["model"]
+        for key, ref_key in ref_keys.items():
+            torch.testing.assert_close(ours[key], model.state_dict()[ref_key], atol=1e-5, rtol=1e-4)
+    for key, ref_key in ref_keys.items():
+        torch.testing.assert_close(saved["server"]["global"][key], glob[ref_key], atol=1e-5, rtol=1e-4)
