@@ -27,8 +27,7 @@ from graphmoe.moe import (
     router_z_loss,
     routing_stats,
 )
-from graphmoe.moe.layer import ROUTERS
-from graphmoe.moe.losses import BALANCING_LOSSES
+from graphmoe.moe.layer import ROUTERS, resolve_balance_loss
 from graphmoe.moe.routers import check_features
 from graphmoe.moe.routing import Routing
 from graphmoe.ops.dispatch import (
@@ -220,7 +219,8 @@ class GMoEConv(MessagePassing):
         self.router_name = router if isinstance(router, str) else None
         self.router = self._make_router(router, dict(router_kwargs or {}))
         self.init_experts(bias)
-        self.balance_loss = self._resolve_balance_loss(balance_loss)
+        self.balance_loss = resolve_balance_loss(balance_loss, self.router,
+                                                 self.num_shared_experts)
         self.balance_loss_weight = balance_loss_weight
         self.z_loss_weight = z_loss_weight
         self.entropy_loss_weight = entropy_loss_weight
@@ -271,18 +271,6 @@ class GMoEConv(MessagePassing):
         zeros(self.bias)
         for lin in self.shared:
             lin.reset_parameters()
-
-    def _resolve_balance_loss(self, name: str | None) -> str | None:
-        if name == "auto":
-            if isinstance(self.router, ExpertChoiceRouter):
-                return None
-            if isinstance(self.router, NoisyTopKRouter):
-                return "cv"
-            return "expert_balance" if self.num_shared_experts > 0 else "switch"
-        if name is not None and name not in BALANCING_LOSSES:
-            raise ValueError(f"'balance_loss' must be 'auto', None or one of "
-                             f"{BALANCING_LOSSES} (got {name!r})")
-        return name
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

@@ -27,7 +27,23 @@ from graphmoe.moe.routers import (
 from graphmoe.moe.routing import Routing
 from graphmoe.moe.stats import RoutingStats, routing_stats
 
-__all__ = ["MoE", "MoEAux", "ROUTERS"]
+__all__ = ["MoE", "MoEAux", "ROUTERS", "resolve_balance_loss"]
+
+
+def resolve_balance_loss(name: str | None, router: Router, num_shared_experts: int) -> str | None:
+    """The balancing loss of a routed layer: ``name`` when given, or for ``"auto"`` none for
+    expert choice (balanced by construction), ``"cv"`` for noisy top-k (Shazeer et al.),
+    ``"expert_balance"`` with shared experts (DeepSeekMoE), else ``"switch"``."""
+    if name == "auto":
+        if isinstance(router, ExpertChoiceRouter):
+            return None
+        if isinstance(router, NoisyTopKRouter):
+            return "cv"
+        return "expert_balance" if num_shared_experts > 0 else "switch"
+    if name is not None and name not in BALANCING_LOSSES:
+        raise ValueError(f"'balance_loss' must be 'auto', None or one of "
+                         f"{BALANCING_LOSSES} (got {name!r})")
+    return name
 
 ROUTERS = ("topk", "noisy_topk", "switch", "top_p", "expert_choice")
 
@@ -147,7 +163,7 @@ class MoE(torch.nn.Module):
             self.shared = torch.nn.Sequential(Linear(in_channels, width, bias=bias),
                                               activation_resolver(act),
                                               Linear(width, out_channels, bias=bias))
-        self.balance_loss = self._resolve_balance_loss(balance_loss)
+        self.balance_loss = resolve_balance_loss(balance_loss, self.router, self.num_shared_experts)
         self.balance_loss_weight = balance_loss_weight
         self.z_loss_weight = z_loss_weight
         self.entropy_loss_weight = entropy_loss_weight
@@ -174,18 +190,6 @@ class MoE(torch.nn.Module):
             factor = kwargs.pop("capacity_factor", self.k) * m
             return ExpertChoiceRouter(self.in_channels, total, factor, **kwargs)
         raise ValueError(f"'router' must be one of {ROUTERS} or a Router (got {router!r})")
-
-    def _resolve_balance_loss(self, name: str | None) -> str | None:
-        if name == "auto":
-            if isinstance(self.router, ExpertChoiceRouter):
-                return None
-            if isinstance(self.router, NoisyTopKRouter):
-                return "cv"
-            return "expert_balance" if self.num_shared_experts > 0 else "switch"
-        if name is not None and name not in BALANCING_LOSSES:
-            raise ValueError(f"'balance_loss' must be 'auto', None or one of "
-                             f"{BALANCING_LOSSES} (got {name!r})")
-        return name
 
     def reset_parameters(self) -> None:
         self.router.reset_parameters()
