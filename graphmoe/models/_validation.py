@@ -4,11 +4,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+SPARSE_FEATURE_MODELS = "MLP, GCN and GraphSAGE"
+"""The backbones that accept sparse node features (see :func:`check_sparse_features`)."""
 
-def check_features(x: Tensor, in_channels: int, owner: str) -> None:
-    """Require ``x`` to be a 2-D ``[num_nodes, in_channels]`` tensor."""
+
+def check_features(x: Tensor, in_channels: int, owner: str, sparse: bool = False) -> None:
+    """Require ``x`` to be a 2-D ``[num_nodes, in_channels]`` tensor; a ``torch.sparse_csr``
+    one only if ``sparse`` (the owner supports it, see :func:`check_sparse_features`)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{owner} expects x to be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        check_sparse_features(x, owner, sparse)
     if x.dim() != 2:
         raise ValueError(
             f"{owner} expects 2-D node features x of shape [num_nodes, in_channels={in_channels}], "
@@ -19,6 +25,25 @@ def check_features(x: Tensor, in_channels: int, owner: str) -> None:
             f"{owner} was built with in_channels={in_channels} but x has {x.size(-1)} features "
             f"(x.shape={tuple(x.shape)})"
         )
+
+
+def check_sparse_features(x: Tensor, owner: str, supported: bool = True) -> None:
+    """Require a sparse ``x`` to be a 2-D float ``torch.sparse_csr`` tensor without grad, and
+    the ``owner`` to support it (``supported``; only MLP, GCN and GraphSAGE do). Checks layout,
+    shape and the dtype of ``x.values()``, no per-entry work."""
+    if not supported:
+        raise ValueError(f"{owner} does not accept sparse node features (x.layout={x.layout}): "
+                         f"sparse features are supported by {SPARSE_FEATURE_MODELS} only; "
+                         f"pass x.to_dense()")
+    if x.layout != torch.sparse_csr or x.dim() != 2:
+        raise ValueError(f"{owner} expects sparse node features as a 2-D torch.sparse_csr "
+                         f"tensor (x.to_sparse_csr()), got a {x.dim()}-D {x.layout} tensor of "
+                         f"shape {tuple(x.shape)}")
+    if not x.values().is_floating_point():
+        raise ValueError(f"{owner} expects floating point node features, got {x.dtype}")
+    if x.requires_grad:
+        raise ValueError(f"{owner} expects sparse node features that do not require grad "
+                         f"(gradients flow to the weights only); pass x.detach()")
 
 
 def check_graph(

@@ -77,6 +77,9 @@ class BasicGNN(torch.nn.Module):
     """
 
     uses_graph: bool = True
+    supports_sparse_features: bool = False
+    """Whether ``x`` may be a 2-D ``torch.sparse_csr`` tensor (MLP, GCN, GraphSAGE); the
+    others raise a ``ValueError`` for one."""
 
     def __init__(
         self,
@@ -135,7 +138,8 @@ class BasicGNN(torch.nn.Module):
     def check_input(self, x: Tensor, edge_index: Tensor | None,
                     edge_weight: Tensor | None) -> None:
         """Raise a ``ValueError``/``TypeError`` naming the bad argument."""
-        check_features(x, self.in_channels, type(self).__name__)
+        check_features(x, self.in_channels, type(self).__name__,
+                       sparse=self.supports_sparse_features)
         if self.uses_graph:
             check_graph(edge_index, edge_weight, x.size(0), type(self).__name__)
 
@@ -179,7 +183,11 @@ class GCN(BasicGNN):
     :math:`\mathrm{Conv}(\mathbf{H}) = \mathbf{\hat{D}}^{-1/2}\mathbf{\hat{A}}
     \mathbf{\hat{D}}^{-1/2}\mathbf{H}\mathbf{\Theta}`. ``**conv_kwargs`` go to ``GCNConv``
     (``improved``, ``cached``, ``add_self_loops``, ``normalize``, ``bias``).
+    ``x`` may be sparse (a ``torch.sparse_csr`` tensor, e.g. bag-of-words features): the first
+    layer multiplies it by its weight before aggregating.
     """
+
+    supports_sparse_features = True
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> torch.nn.Module:
         return GCNConv(in_channels, out_channels, **kwargs)
@@ -191,8 +199,12 @@ class GraphSAGE(BasicGNN):
     :class:`BasicGNN` with :class:`~graphmoe.models.conv.SAGEConv` layers,
     :math:`\mathrm{Conv}(\mathbf{H})_i = \mathbf{W}_1\mathbf{h}_i + \mathbf{W}_2
     \bigoplus_{j \in \mathcal{N}(i)} \mathbf{h}_j`. ``**conv_kwargs`` go to ``SAGEConv``
-    (``aggr``, ``normalize``, ``root_weight``, ``bias``).
+    (``aggr``, ``normalize``, ``root_weight``, ``bias``). ``x`` may be sparse (a
+    ``torch.sparse_csr`` tensor): the first layer multiplies it by its weights before
+    aggregating (``mean``, ``sum``) or aggregates it densified (``max``).
     """
+
+    supports_sparse_features = True
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> torch.nn.Module:
         return SAGEConv(in_channels, out_channels, **kwargs)

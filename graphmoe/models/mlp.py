@@ -20,10 +20,12 @@ class MLP(BasicGNN):
     ("ResNet" with ``residual=True, norm="layer_norm"``). ``forward(x, edge_index=None,
     edge_weight=None)`` accepts and ignores the graph so it can replace a GNN anywhere.
     Same arguments as :class:`~graphmoe.models.GCN` (``**kwargs`` go to
-    :class:`torch.nn.Linear`, e.g. ``bias``).
+    :class:`torch.nn.Linear`, e.g. ``bias``). ``x`` may be a sparse ``torch.sparse_csr``
+    tensor (e.g. bag-of-words features; it must not require grad).
     """
 
     uses_graph = False
+    supports_sparse_features = True
 
     def init_conv(self, in_channels: int, out_channels: int, **kwargs) -> torch.nn.Module:
         return torch.nn.Linear(in_channels, out_channels, **kwargs)

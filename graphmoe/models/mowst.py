@@ -321,7 +321,8 @@ class Mowst(nn.Module):
         d = dispersion(weak_logits.detach() if self.detach_dispersion else weak_logits,
                        self.dispersion_kind)
         if self.gate_input == "dispersion+x":
-            return torch.cat([d, x.to(d.dtype)], dim=-1)
+            dense = x if x.layout == torch.strided else x.to_dense()  # CSR features
+            return torch.cat([d, dense.to(d.dtype)], dim=-1)
         return d
 
     def gate_logit(self, weak_logits: Tensor, x: Tensor) -> Tensor:

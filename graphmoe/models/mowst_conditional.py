@@ -59,6 +59,7 @@ from graphmoe.models.mowst_receptive import (
     run_on_subgraph,
 )
 from graphmoe.ops import to_csr
+from graphmoe.ops.aggregate import select_rows
 
 __all__ = [
     "Field",
@@ -140,7 +141,8 @@ def strong_on_nodes(
         empty = {"node_fraction": 0.0, "edge_fraction": 0.0, "nodes_touched": 0.0,
                  "edges_touched": 0.0, "compensation_edges": 0.0, "routed_strong": 0.0,
                  "layerwise": 0.0, "full_graph": 0.0}
-        return x.new_empty(0, int(getattr(strong, "out_channels", 0) or 0)), empty
+        out_channels = int(getattr(strong, "out_channels", 0) or 0)
+        return torch.empty(0, out_channels, dtype=x.dtype, device=x.device), empty
     if layerwise and supports_layerwise(strong, num_hops):
         strong.check_input(x, edge_index, edge_weight)
     csr = to_csr(edge_index, num_nodes)
@@ -166,12 +168,13 @@ def rows_of(model: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor
     models on the receptive field (``subgraph``, if given, must be the one of ``nodes``), unless
     the number of hops is unknown or batch norm is in training mode (its statistics would change),
     where the whole graph is used. In training mode the outputs equal the full-graph ones up to
-    the randomness of dropout.
+    the randomness of dropout. ``x`` may be a ``torch.sparse_csr`` tensor for models that accept
+    one (MLP, GCN, GraphSAGE).
     """
     if num_hops is None or _has_batch_norm_in_training(model):
         return model(x, edge_index, edge_weight)[nodes]
     if num_hops == 0:
-        return model(x[nodes], None, None)
+        return model(select_rows(x, nodes), None, None)
     if subgraph is None:
         subgraph = receptive_subgraph(x, edge_index, edge_weight, nodes, num_hops,
                                       needs_source_degree(model))

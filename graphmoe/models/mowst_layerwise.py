@@ -18,6 +18,7 @@ from graphmoe.models.conv import GCNConv, SAGEConv
 from graphmoe.models.conv.gcn_conv import gcn_norm
 from graphmoe.models.mowst_receptive import Field, _self_loops
 from graphmoe.ops import CSR, aggregate
+from graphmoe.ops.aggregate import head_rows, select_rows
 
 try:  # the fused SAGE kernel (sum/mean aggregation and linear maps in one operation)
     from graphmoe.ops.aggregate import aggregate_linear
@@ -141,7 +142,7 @@ class _Rows(NamedTuple):
 
     def target(self, t: Tensor, n: int) -> Tensor:
         """The rows of the first ``n`` field nodes in ``t`` (indexed like ``source``)."""
-        return t[:n] if self.index is None else t.index_select(0, self.index[:n])
+        return head_rows(t, n) if self.index is None else select_rows(t, self.index[:n])
 
     def map_target(self, fn: Callable[[Tensor], Tensor], n: int, out_channels: int) -> Tensor:
         """``fn`` (row-wise, to ``out_channels``) on the targets: applied to every row first
@@ -205,11 +206,13 @@ def layerwise_rows(model: nn.Module, graphs: LayerGraphs) -> Tensor:
 
     Follows :meth:`graphmoe.models.basic_gnn.BasicGNN.forward` (residual, norm, activation,
     dropout, jumping knowledge) with every node-wise operation applied to the rows computed;
-    :func:`supports_layerwise` must hold and the model be in eval mode.
+    :func:`supports_layerwise` must hold and the model be in eval mode. ``graphs.x`` may be a
+    ``torch.sparse_csr`` tensor (its rows are gathered with
+    :func:`graphmoe.ops.aggregate.select_rows`).
     """
     num_layers, jk = model.num_layers, model.jk_mode
     nodes = graphs.field.nodes
-    x = _Rows(graphs.x, nodes) if graphs.graph_ids else _Rows(graphs.x.index_select(0, nodes))
+    x = _Rows(graphs.x, nodes) if graphs.graph_ids else _Rows(select_rows(graphs.x, nodes))
     xs, norms = [], {}
     for i in range(num_layers):
         h = _conv_layer(model.convs[i], x, graphs, i, norms)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from graphmoe.ops import CSR, register_csr, to_csr
+from graphmoe.ops.aggregate import select_rows
 
 __all__ = [
     "Field",
@@ -187,6 +188,7 @@ def receptive_subgraph(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
     The subgraph's edges are emitted in target-major CSR order straight from the graph's
     cached CSR (no sort) and its CSR is registered with :func:`graphmoe.ops.register_csr`.
     ``dist`` may pass the hop distances of :func:`receptive_field` if already known.
+    ``x`` may be a ``torch.sparse_csr`` tensor (the subgraph's ``x`` is then one too).
     ``stats`` holds ``node_fraction`` (nodes of the graph in the subgraph,
     over all nodes), ``edge_fraction`` (edges of the subgraph, the compensation edges included,
     over all edges) and the counts.
@@ -257,10 +259,7 @@ def receptive_subgraph(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
         col[dummy_pos] = keep.numel()  # the extra node
         weight[dummy_pos] = deficit[with_deficit]
         extra_edges = int(with_deficit.numel())
-    sub_x = x.new_empty(sub_n, x.size(1))
-    torch.index_select(x, 0, keep, out=sub_x[:keep.numel()])
-    if compensate:
-        sub_x[-1] = 0.0  # the extra node: no features
+    sub_x = _subgraph_features(x, keep, compensate)
     sub_ei[1] = torch.repeat_interleave(torch.arange(sub_n, device=device), rowptr.diff(),
                                         output_size=total)
     # edges emitted in CSR order: the identity permutation
@@ -274,6 +273,24 @@ def receptive_subgraph(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
         "routed_strong": float(int(nodes.sum())),
     }
     return Subgraph(sub_x, sub_ei, weight, new_id[nodes], stats)
+
+
+def _subgraph_features(x: Tensor, keep: Tensor, extra_node: bool) -> Tensor:
+    """The rows ``keep`` of ``x``, then an all-zero row for the extra node if ``extra_node``
+    (a CSR tensor for a ``torch.sparse_csr`` ``x``)."""
+    if x.layout != torch.strided:
+        sub_x = select_rows(x, keep)
+        if not extra_node:
+            return sub_x
+        crow = sub_x.crow_indices()
+        return torch.sparse_csr_tensor(torch.cat([crow, crow[-1:]]), sub_x.col_indices(),
+                                       sub_x.values(), (keep.numel() + 1, x.size(1)),
+                                       check_invariants=False)
+    sub_x = x.new_empty(keep.numel() + int(extra_node), x.size(1))
+    torch.index_select(x, 0, keep, out=sub_x[:keep.numel()])
+    if extra_node:
+        sub_x[-1] = 0.0  # the extra node: no features
+    return sub_x
 
 
 def run_on_subgraph(model: nn.Module, sub: Subgraph) -> Tensor:

@@ -8,7 +8,7 @@ from torch import Tensor
 from graphmoe.ops.csr import CSR, to_csr
 from graphmoe.ops.spmm import REDUCTIONS, select_kernel, select_linear_kernel
 
-__all__ = ["aggregate", "aggregate_linear"]
+__all__ = ["aggregate", "aggregate_linear", "select_rows", "head_rows"]
 
 
 def aggregate(
@@ -50,6 +50,9 @@ def aggregate(
     :rtype: :class:`torch.Tensor` of shape ``[num_nodes, F]``
     """
     reduce, csr, edge_weight = _prepare(x, edge_index, edge_weight, reduce, num_nodes)
+    if x.layout != torch.strided:
+        raise ValueError(f"'aggregate' needs dense features, got x.layout={x.layout}: transform "
+                         f"sparse features first (F.linear, or aggregate_linear)")
     if not torch.is_grad_enabled():
         # Autograd functions see `requires_grad` even under `no_grad`: detach so that the
         # kernels skip the work done only for backward (arg-max, saved tensors).
@@ -87,6 +90,11 @@ def aggregate_linear(
     :math:`\mathbf{X}` in one buffer.  Gradients w.r.t. ``edge_weight`` are supported on
     the unfused path, taken when ``edge_weight`` requires grad.
 
+    ``x`` and ``x_root`` may be 2-D ``torch.sparse_csr`` tensors that do not require grad
+    (sparse node features): they are then only multiplied by the weights, :math:`\mathbf{A}
+    (\mathbf{X}\mathbf{W}^\top)` for sum and mean, never aggregated themselves; for max, whose
+    aggregation does not commute with :math:`\mathbf{W}`, a sparse ``x`` is densified first.
+
     Args:
         x (torch.Tensor): Source features ``[num_nodes, F_in]``.
         edge_index (torch.Tensor or CSR): As in :func:`aggregate`.
@@ -105,10 +113,18 @@ def aggregate_linear(
     """
     reduce, csr, edge_weight = _prepare(x, edge_index, edge_weight, reduce, num_nodes)
     _check_linear(x, csr, weight, bias, x_root, weight_root)
+    sparse = x.layout != torch.strided or (x_root is not None and x_root.layout != torch.strided)
+    if sparse:
+        for name, t in (("x", x), ("x_root", x_root)):
+            if t is not None and t.layout != torch.strided:
+                _check_sparse(name, t)
     if not torch.is_grad_enabled():  # as in `aggregate`: skip the work done for backward
         x, weight, bias, x_root, weight_root, edge_weight = (
             None if t is None else t.detach()
             for t in (x, weight, bias, x_root, weight_root, edge_weight))
+    if sparse:
+        return _sparse_aggregate_linear(x, csr, weight, bias, edge_weight, reduce, x_root,
+                                        weight_root)
     fused = None
     if edge_weight is None or not edge_weight.requires_grad:
         fused = select_linear_kernel(x.device, reduce, x.dtype)
@@ -119,6 +135,66 @@ def aggregate_linear(
         root = x[:csr.num_rows] if x_root is None else x_root
         out = out.addmm_(root, weight_root.t())  # addmm's backward does not need `out`
     return out
+
+
+def _sparse_aggregate_linear(x: Tensor, csr: CSR, weight: Tensor, bias: Tensor | None,
+                             edge_weight: Tensor | None, reduce: str, x_root: Tensor | None,
+                             weight_root: Tensor | None) -> Tensor:
+    """:func:`aggregate_linear` for a sparse CSR ``x`` or ``x_root``: transform, then aggregate
+    (sum, mean); aggregate the densified ``x``, then transform (max)."""
+    if x.layout == torch.strided:  # only the root term is sparse
+        out = aggregate_linear(x, csr, weight, bias, edge_weight, reduce)
+    elif reduce == "max":
+        out = F.linear(aggregate(x.to_dense(), csr, edge_weight, reduce), weight, bias)
+    else:
+        out = aggregate(F.linear(x, weight), csr, edge_weight, reduce)
+        out = out if bias is None else out + bias
+    if weight_root is not None:
+        root = head_rows(x, csr.num_rows) if x_root is None else x_root
+        out = out + F.linear(root, weight_root)
+    return out
+
+
+def _check_sparse(name: str, x: Tensor) -> None:
+    if x.layout != torch.sparse_csr or x.dim() != 2:
+        raise ValueError(f"sparse '{name}' must be a 2-D torch.sparse_csr tensor "
+                         f"(x.to_sparse_csr()), got a {x.dim()}-D {x.layout} tensor")
+    if x.requires_grad:
+        raise ValueError(f"sparse '{name}' must not require grad: gradients flow to the "
+                         f"weights only")
+
+
+def select_rows(x: Tensor, index: Tensor) -> Tensor:
+    """The rows ``index`` (long indices or a bool mask) of ``x``: ``x.index_select(0, index)``
+    (``x[mask]``) for a dense ``x``, the same rows as a CSR tensor for a ``torch.sparse_csr``
+    ``x`` (whose ``index_select`` torch lacks), gathered without loops over rows."""
+    if x.layout == torch.strided:
+        return x[index] if index.dtype == torch.bool else x.index_select(0, index)
+    if index.dtype == torch.bool:
+        index = index.nonzero().view(-1)
+    crow, col, val = x.crow_indices(), x.col_indices(), x.values()
+    counts = crow.diff().index_select(0, index)
+    rowptr = torch.cat([crow.new_zeros(1), torch.cumsum(counts, 0).to(crow.dtype)])
+    total = int(rowptr[-1])
+    # positions of the kept entries: the ranges crow[i] .. crow[i + 1] - 1 of the rows i
+    shift = crow.index_select(0, index) - rowptr[:-1]
+    pos = torch.repeat_interleave(shift, counts, output_size=total)
+    pos = pos.add_(torch.arange(total, dtype=pos.dtype, device=pos.device))
+    return torch.sparse_csr_tensor(rowptr, col.index_select(0, pos), val.index_select(0, pos),
+                                   (index.numel(), x.size(1)), check_invariants=False)
+
+
+def head_rows(x: Tensor, num_rows: int) -> Tensor:
+    """The first ``num_rows`` rows of ``x`` (``x[:num_rows]``; a CSR tensor for a sparse
+    ``x``)."""
+    if x.layout == torch.strided:
+        return x[:num_rows]
+    if num_rows >= x.size(0):
+        return x
+    crow = x.crow_indices()[:num_rows + 1]
+    nnz = int(crow[-1])
+    return torch.sparse_csr_tensor(crow, x.col_indices()[:nnz], x.values()[:nnz],
+                                   (num_rows, x.size(1)), check_invariants=False)
 
 
 def _prepare(x: Tensor, edge_index: Tensor | CSR, edge_weight: Tensor | None, reduce: str,

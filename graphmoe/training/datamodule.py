@@ -1,9 +1,11 @@
 """LightningDataModules over :func:`graphmoe.data.load_dataset` graphs."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch_geometric.data import Data
@@ -128,7 +130,7 @@ class GraphDataModule(pl.LightningDataModule):
 
 
 class NodeDataModule(GraphDataModule):
-    """Node classification batches: the full graph, or sampled neighbourhoods of seed nodes.
+    r"""Node classification batches: the full graph, or sampled neighbourhoods of seed nodes.
 
     With ``batch_size=None`` (default) every stage gets the whole graph once per epoch and the
     module picks nodes with ``train_mask``/``val_mask``/``test_mask``. With a ``batch_size``,
@@ -141,6 +143,11 @@ class NodeDataModule(GraphDataModule):
         num_neighbors: neighbours sampled per layer (``-1``: all); default ``[10, 10]`` when
             ``batch_size`` is set. Use one entry per message-passing layer.
         num_workers: loader worker processes.
+        sparse_features: store ``data.x`` as a ``torch.sparse_csr`` tensor (after
+            ``transform``), for sparse bag-of-words / one-hot features: the first layer's
+            product with it then costs :math:`O(\mathrm{nnz})`. Full-batch only, and for the
+            backbones that accept sparse features (MLP, GCN, GraphSAGE); the others raise a
+            ``ValueError``. :attr:`num_features` is unchanged. (default: ``False``)
     """
 
     def __init__(
@@ -154,16 +161,32 @@ class NodeDataModule(GraphDataModule):
         num_workers: int = 0,
         dataset_options: dict[str, Any] | None = None,
         transform: BaseTransform | None = None,
+        sparse_features: bool = False,
     ) -> None:
         super().__init__(name, root, split, seed, dataset_options, transform)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
+        if sparse_features and batch_size is not None:
+            raise ValueError("sparse_features needs full-batch training (batch_size=None): "
+                             "the neighbour sampler cannot slice sparse node features")
         if num_neighbors is not None and batch_size is None:
             raise ValueError("num_neighbors needs a batch_size (sampling is only for mini-batches)")
         self.batch_size = batch_size
         self.num_neighbors = list(num_neighbors) if num_neighbors is not None else None
         self.num_workers = num_workers
+        self.sparse_features = sparse_features
         self.save_hyperparameters()
+
+    @property
+    def data(self) -> Data:
+        """The graph (loaded on first access); ``x`` in CSR layout with ``sparse_features``."""
+        data = super().data
+        x = data.get("x")
+        if self.sparse_features and x is not None and x.layout == torch.strided:
+            data = copy.copy(data)  # a graph given to `from_data` keeps its dense x
+            data.x = x.to_sparse_csr()
+            self._data = data
+        return data
 
     @property
     def sampled(self) -> bool:

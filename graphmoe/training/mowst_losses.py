@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
+from graphmoe.ops.aggregate import select_rows
+
 __all__ = ["MowstLosses"]
 
 
@@ -89,7 +91,7 @@ class MowstLosses:
         def rows(module: torch.nn.Module) -> Tensor:
             return self._rows(module, batch, "train")
 
-        x_T = self._cached("x_train", lambda: batch.x[T])
+        x_T = self._cached("x_train", lambda: select_rows(batch.x, T))
         if phase.startswith("pretrain_"):
             which = phase.removeprefix("pretrain_")
             self._set_modes({which})

@@ -77,7 +77,9 @@ class GCNConv(MessagePassing):
     with :math:`\hat{d}_i = 1 + \sum_{j \in \mathcal{N}(i)} e_{j,i}` and edge weights
     :math:`e_{j,i}` (default ``1``). Same parameters and outputs as
     :class:`torch_geometric.nn.conv.GCNConv`; the sum runs through
-    :func:`graphmoe.ops.aggregate` on the caller's ``edge_index``.
+    :func:`graphmoe.ops.aggregate` on the caller's ``edge_index``. ``x`` may be a 2-D
+    ``torch.sparse_csr`` tensor without grad (sparse features): the aggregation always runs on
+    :math:`\mathbf{X}\mathbf{\Theta}`, which is dense.
 
     Args:
         in_channels (int): Size of each input sample.
@@ -137,7 +139,7 @@ class GCNConv(MessagePassing):
               edge_weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         if not self.normalize:
             if edge_weight is None:
-                edge_weight = x.new_ones(edge_index.size(1))
+                edge_weight = torch.ones(edge_index.size(1), dtype=x.dtype, device=x.device)
             return edge_index, edge_weight, None
         if self._cached is not None:
             return self._cached

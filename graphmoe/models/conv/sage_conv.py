@@ -1,6 +1,7 @@
 """GraphSAGE operator of Hamilton et al. (NeurIPS 2017), aggregated through :mod:`graphmoe.ops`."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
@@ -32,7 +33,9 @@ class SAGEConv(MessagePassing):
     weights, same outputs as :class:`torch_geometric.nn.conv.SAGEConv`. The aggregation and
     both linear maps run as one :func:`graphmoe.ops.aggregate.aggregate_linear` call: for ``mean`` and
     ``sum``, which commute with :math:`\mathbf{W}_2`, it aggregates at the narrower of the
-    input and output widths and accumulates the root term in place.
+    input and output widths and accumulates the root term in place. ``x`` may be a 2-D
+    ``torch.sparse_csr`` tensor without grad (sparse features): it is then multiplied by the
+    weights before the aggregation (``mean``, ``sum``) or densified (``max``).
 
     Args:
         in_channels (int): Size of each input sample (``-1``: lazy).
@@ -103,6 +106,9 @@ class SAGEConv(MessagePassing):
     def _lazy_forward(self, x: Tensor, h: Tensor, edge_index: Tensor,
                       edge_weight: Tensor | None) -> Tensor:
         # The first call of a lazy layer: the `Linear` modules infer their input size.
+        if x.layout != torch.strided:
+            raise ValueError("SAGEConv with lazy in_channels=-1 does not accept sparse node "
+                             "features: give in_channels")
         out = self.lin_l(aggregate(h, edge_index, edge_weight, self.reduce, x.size(0)))
         return out if self.lin_r is None else out + self.lin_r(x)
 
