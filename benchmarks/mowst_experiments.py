@@ -80,7 +80,8 @@ def run_one(job: dict) -> dict:
     pl.seed_everything(job["seed"], verbose=False)
     datamodule = NodeDataModule(name=name, split=split, seed=job["seed"],
                                 dataset_options=data_cfg.get("dataset_options"),
-                                transform=transform)
+                                transform=transform,
+                                sparse_features=data_cfg.get("sparse_features", False))
     module = MowstModule(**init)
     trainer = pl.Trainer(max_epochs=job["max_epochs"], accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
