@@ -136,7 +136,7 @@ def _mowst_job(out: Path, config: str, row: str, hp: dict, seed: int) -> tuple:
     strong, variant = MOWST_ROWS[row]
     overrides = {"strong": strong, "num_folds": 3, "patience": 30, **hp}
     job = {"config": config, "variant": variant, "seed": seed, "overrides": overrides,
-           "out": str(out / "mowst_runs"), "max_epochs": 5000}
+           "out": str(out / "mowst_runs" / row.replace("*", "star")), "max_epochs": 5000}
     name = f"{config}_{row.replace('*', 'star')}_{seed}.json"
     return out / "mowst" / name, run_mowst, job
 
@@ -172,18 +172,21 @@ def dataset_table(pool, out: Path, config: str, seeds: list[int], rows: list[str
                                    and r["weight_decay"] == hp["weight_decay"]
                                    and r["dropout"] == hp["dropout"])
         chosen[model] = max(GRID, key=val)
+    names = [LABELS[m] for m in BASELINES for _ in seeds] + [row for row in rows for _ in seeds]
     jobs = [_baseline_job(out, config, m, chosen[m], s) for m in BASELINES for s in seeds]
     jobs += [_mowst_job(out, config, row, chosen[MOWST_ROWS[row][0]], s) for row in rows
              for s in seeds]
     records = _run_all(pool, jobs)
+    by_row: dict[str, list[dict]] = {}
+    for name, record in zip(names, records):
+        by_row.setdefault(name, []).append(record)
     cells: dict[str, dict] = {}
     for model in BASELINES:
-        scores = [r["test"] for r in records if r.get("model") == model]
+        scores = [r["test"] for r in by_row[LABELS[model]]]
         cells[LABELS[model]] = {"test": _mean_std(scores), "n": len(scores), **chosen[model]}
     for row in rows:
-        strong, variant = MOWST_ROWS[row]
-        recs = [r for r in records if r.get("variant") == variant
-                and r.get("overrides", {}).get("strong", "gcn") == strong]
+        strong = MOWST_ROWS[row][0]
+        recs = by_row[row]
         cells[row] = {
             "test": _mean_std([r["test"] for r in recs]), "n": len(recs),
             "weak": _mean_std([r["test_weak"] for r in recs]),
