@@ -77,6 +77,35 @@ class MowstLosses:
                 return module(x, ei, ew)[mask]
         return rows_of(module, x, ei, ew, mask, hops, sub)
 
+    def _gate_loss(self, phase: str, batch: Data) -> Tensor:
+        """The loss of one gate-only step of a gate-fitting phase (``weak``, ``joint``): the
+        variant's loss of the gate's confidences with both experts' outputs held constant
+        (out-of-fold with cross-fitting), computed once per training step."""
+        m, cf = self.model, self.crossfit
+        T = self._labelled(batch, "train")
+        y = batch.y.view(-1)[T]
+        x_T = self._cached("x_train", lambda: select_rows(batch.x, T))
+        self._set_modes({"weak", "gate"} if phase == "weak" else {"weak", "strong", "gate"})
+
+        def rows(module: torch.nn.Module) -> Tensor:
+            return self._rows(module, batch, "train")
+
+        if cf is not None:
+            fold = cf.fold[T]
+            W = self._cached("step_weak_oof", lambda: cf.out_of_fold("weak", rows, fold))
+            S = self._cached("strong_oof" if phase == "weak" else "step_strong_oof",
+                             lambda: cf.out_of_fold("strong", rows, fold))
+        else:
+            W = self._cached("step_weak", lambda: rows(m.weak))
+            S = self._cached("strong" if phase == "weak" else "step_strong",
+                             lambda: rows(m.strong))
+        return self._pair_loss(W, S, m.gate_logit(W, x_T), y)
+
+    def _clear_step_cache(self) -> None:
+        """Forget the outputs held for one training step (the experts change at its end)."""
+        for key in [k for k in self._cache if k.startswith("step_")]:
+            del self._cache[key]
+
     def _phase_loss(self, phase: str, batch: Data) -> Tensor:
         """The loss of one training step of ``phase`` on the training nodes ``T``.
 

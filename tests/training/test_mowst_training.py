@@ -247,3 +247,27 @@ def test_sparse_features_train_the_same_mowst(data, gate_input):
                      module._evaluate(datamodule.data, "val")["score"]))
     assert runs[0][:2] == runs[1][:2]
     assert runs[0][2] == pytest.approx(runs[1][2], abs=1e-6)
+
+
+def test_gate_steps_fit_the_gate_only_and_move_the_confidence(data):
+    """``gate_steps`` extra gate-only steps per weak step: they touch no expert parameter, and
+    the first weak turn's confidence moves further from its 0.5 start than with one step."""
+    assert MowstModule(gate_fit="crossfit").hparams.gate_steps == 20
+    assert MowstModule(gate_fit="insample").hparams.gate_steps == 1
+    with pytest.raises(ValueError, match="gate_steps"):
+        MowstModule(gate_steps=0)
+    moved = {}
+    for steps in (1, 20):
+        module = MowstModule(**SMALL, gate_fit="crossfit", gate_steps=steps)
+        fit(module, data)
+        first = next(h for h in module.schedule["history"] if h["phase"] == "weak")
+        moved[steps] = abs(first["conf_mean_train"] - 0.5)
+    assert moved[20] > moved[1]
+    # a gate-only step: gradients reach the gate and nothing else
+    batch = NodeDataModule.from_data(data).data
+    module.schedule["phase"] = "weak"
+    module.zero_grad(set_to_none=True)
+    module._gate_loss("weak", batch).backward()
+    assert all(p.grad is not None for p in module.model.gate.parameters())
+    for part in (module.model.weak, module.model.strong, module.crossfit):
+        assert all(p.grad is None for p in part.parameters())
