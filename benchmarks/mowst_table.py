@@ -141,7 +141,10 @@ def _mowst_job(out: Path, config: str, row: str, hp: dict, seed: int) -> tuple:
     return out / "mowst" / name, run_mowst, job
 
 
-def _run_all(pool, jobs: list[tuple]) -> list[dict]:
+def _run_all(pool, jobs: list[tuple], run: bool = True) -> list[dict | None]:
+    """The jobs' records, computed where missing (``run=False``: ``None`` where missing)."""
+    if not run:
+        return [json.loads(path.read_text()) if path.exists() else None for path, _, _ in jobs]
     for path, _, _ in jobs:
         path.parent.mkdir(parents=True, exist_ok=True)
     args = [(path, fn, job) for path, fn, job in jobs]
@@ -160,11 +163,15 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def dataset_table(pool, out: Path, config: str, seeds: list[int], rows: list[str]) -> dict:
-    """Search, baselines and Mowst rows for one dataset; returns its table cells."""
+def dataset_table(pool, out: Path, config: str, seeds: list[int], rows: list[str],
+                  run: bool = True) -> dict | None:
+    """Search, baselines and Mowst rows for one dataset; returns its table cells (``run=False``:
+    from the records on disk only, ``None`` before the search is complete)."""
     search_seeds = seeds[:2]
     search = _run_all(pool, [_baseline_job(out, config, m, hp, s) for m in BASELINES
-                             for hp in GRID for s in search_seeds])
+                             for hp in GRID for s in search_seeds], run)
+    if any(r is None for r in search):
+        return None
     chosen = {}
     for model in BASELINES:
         def val(hp, model=model):
@@ -176,10 +183,11 @@ def dataset_table(pool, out: Path, config: str, seeds: list[int], rows: list[str
     jobs = [_baseline_job(out, config, m, chosen[m], s) for m in BASELINES for s in seeds]
     jobs += [_mowst_job(out, config, row, chosen[MOWST_ROWS[row][0]], s) for row in rows
              for s in seeds]
-    records = _run_all(pool, jobs)
-    by_row: dict[str, list[dict]] = {}
+    records = _run_all(pool, jobs, run)
+    by_row: dict[str, list[dict]] = {name: [] for name in names}
     for name, record in zip(names, records):
-        by_row.setdefault(name, []).append(record)
+        if record is not None:
+            by_row[name].append(record)
     cells: dict[str, dict] = {}
     for model in BASELINES:
         scores = [r["test"] for r in by_row[LABELS[model]]]
@@ -195,7 +203,7 @@ def dataset_table(pool, out: Path, config: str, seeds: list[int], rows: list[str
             "weak_frac": _mean_std([r["weak_frac_test"] for r in recs])[0],
             **chosen[strong],
         }
-    cells["metric"] = records[0]["metric"]
+    cells["metric"] = search[0]["metric"]
     return cells
 
 
@@ -213,6 +221,38 @@ def print_table(config: str, cells: dict) -> None:
               f"{cell['weight_decay']:g}, dropout {cell['dropout']:g}){extra}", flush=True)
 
 
+def markdown(results: dict[str, dict]) -> str:
+    """Two markdown tables: test metric (mean +- std, n) per dataset and model; for the Mowst
+    rows, mean C on the test nodes and the test metric of each expert inside the mixture."""
+    names = [LABELS[m] for m in BASELINES] + [r for r in MOWST_ROWS if any(
+        r in cells for cells in results.values())]
+    lines = ["| dataset (metric) | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for config, cells in results.items():
+        row = []
+        for name in names:
+            cell = cells.get(name)
+            if cell is None or not cell["n"]:
+                row.append("")
+                continue
+            mean, std = cell["test"]
+            row.append(f"{100 * mean:.2f} +- {100 * std:.2f}" + (f" ({cell['n']})"
+                                                                   if cell["n"] != 5 else ""))
+        lines.append(f"| {config} ({cells['metric']}) | " + " | ".join(row) + " |")
+    mowst = [r for r in names if r in MOWST_ROWS]
+    lines += ["", "| dataset | " + " | ".join(f"{r}: mean C / its MLP / its GNN" for r in mowst)
+              + " |", "|---|" + "---|" * len(mowst)]
+    for config, cells in results.items():
+        row = []
+        for name in mowst:
+            cell = cells.get(name)
+            row.append("" if cell is None or not cell["n"] else
+                       f"{cell['conf_mean']:.3f} / {100 * cell['weak'][0]:.1f} / "
+                       f"{100 * cell['strong'][0]:.1f}")
+        lines.append(f"| {config} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", required=True, help="configs/mowst/ names")
@@ -221,17 +261,23 @@ def main() -> None:
                         choices=list(MOWST_ROWS))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default="runs/mowst_table")
+    parser.add_argument("--report-only", action="store_true",
+                        help="tables from the records on disk; run nothing")
     args = parser.parse_args()
     out = Path(args.out)
     results = {}
-    pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
+    run = not args.report_only
+    pool = ProcessPoolExecutor(args.workers) if args.workers > 1 and run else None
     try:
         for config in args.datasets:
-            results[config] = dataset_table(pool, out, config, args.seeds, args.rows)
-            print_table(config, results[config])
+            cells = dataset_table(pool, out, config, args.seeds, args.rows, run)
+            if cells is not None:
+                results[config] = cells
+                print_table(config, cells)
     finally:
         if pool is not None:
             pool.shutdown()
+    print("\n" + markdown(results))
     print(json.dumps({"benchmark": "mowst_table", "results": results, "seeds": args.seeds,
                       "machine": f"{platform.machine()} 1 thread per run, {args.workers} workers",
                       "torch": torch.__version__}, default=float))
