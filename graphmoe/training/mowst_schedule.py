@@ -89,12 +89,11 @@ class MowstSchedule:
             s["history"].append(record)
             return float("nan")
         after = self._evaluate(batch, "val")
-        if pretraining:  # the mixture is assembled now, with an untrained gate (C = 0.5)
-            # That 50/50 mixture is not a candidate: the Mowst objective has not fitted any
-            # confidence yet, and on small validation sets its (random-rule) score can beat
-            # every fitted gate by noise alone. The first gate turn is always kept.
-            s["best_score"], s["best_state"] = -math.inf, None
-            s["round_start_best"] = s["turn_start_best"] = -math.inf
+        if pretraining:  # the mixture is assembled now (C = 0.5): its first score
+            # It is a candidate like every later state: a first gate turn that validates worse
+            # (e.g. a gate fitted against an under-trained expert) is rolled back.
+            s["best_score"], s["best_state"] = after["score"], self._snapshot()
+            s["round_start_best"] = s["turn_start_best"] = after["score"]
             # the pretrained experts alone: MLP / GNN baselines with the same settings (for the
             # report only; selection never looks at test)
             test = self._evaluate(batch, "test") if batch.get("test_mask") is not None else None
@@ -109,7 +108,7 @@ class MowstSchedule:
                       on_step=False, on_epoch=True, batch_size=1)
         if s["phase"] == "done":
             self.trainer.should_stop = True
-        return float("nan") if pretraining else after["score"]  # not a candidate (above)
+        return after["score"]
 
     def _next_phase(self) -> None:
         s, hp = self.schedule, self.hparams

@@ -109,10 +109,6 @@ def test_kept_state_is_the_best_validated_one_and_the_gate_rolls_back(data):
     # a turn that did not beat the best so far left the gate where it was before the turn
     history = module.schedule["history"]
     assert any(not h["kept"] for h in history if h["phase"] in ("weak", "strong"))
-    # the 50/50 mixture right after pretraining (untrained gate) is not a candidate: the first
-    # gate turn is kept whatever its score
-    first_turn = next(h for h in history if h["phase"] == "weak")
-    assert first_turn["kept"] and first_turn["round"] == 0
 
 
 def test_mowst_star_joint_training_stops_early(data):
@@ -251,18 +247,25 @@ def test_sparse_features_train_the_same_mowst(data, gate_input):
 
 def test_gate_steps_fit_the_gate_only_and_move_the_confidence(data):
     """``gate_steps`` extra gate-only steps per weak step: they touch no expert parameter, and
-    the first weak turn's confidence moves further from its 0.5 start than with one step."""
+    the first weak step moves the gate further than one step does."""
     assert MowstModule(gate_fit="crossfit").hparams.gate_steps == 20
     assert MowstModule(gate_fit="insample").hparams.gate_steps == 1
     with pytest.raises(ValueError, match="gate_steps"):
         MowstModule(gate_steps=0)
     moved = {}
+
+    class FirstWeakStep(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.phase, self.before = pl_module.schedule["phase"], params(pl_module.model.gate)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self.phase == "weak" and steps not in moved:
+                moved[steps] = float((params(pl_module.model.gate) - self.before).norm())
+
     for steps in (1, 20):
         module = MowstModule(**SMALL, gate_fit="crossfit", gate_steps=steps)
-        fit(module, data)
-        first = next(h for h in module.schedule["history"] if h["phase"] == "weak")
-        moved[steps] = abs(first["conf_mean_train"] - 0.5)
-    assert moved[20] > moved[1]
+        fit(module, data, callbacks=[FirstWeakStep()])
+    assert moved[20] > 3 * moved[1] > 0
     # a gate-only step: gradients reach the gate and nothing else
     batch = NodeDataModule.from_data(data).data
     module.schedule["phase"] = "weak"
