@@ -66,7 +66,7 @@ def _data_module(config: str, seed: int):
 
         transform = NormalizeFeatures()
     name = data_cfg["name"]
-    split = seed if config in SPLIT_DATASETS else data_cfg.get("split", 0)
+    split = seed if name in SPLIT_DATASETS else data_cfg.get("split", 0)  # as run_mowst does
     return NodeDataModule(name=name, split=split, seed=seed,
                           dataset_options=data_cfg.get("dataset_options"), transform=transform,
                           sparse_features=data_cfg.get("sparse_features", False)), split
