@@ -82,7 +82,7 @@ def run_one(job: dict) -> dict:
                                 dataset_options=data_cfg.get("dataset_options"),
                                 transform=transform,
                                 sparse_features=data_cfg.get("sparse_features", False))
-    module = MowstModule(**init)
+    module = MowstModule(**{"metric": datamodule.metric, **init})  # ROC-AUC where the dataset says so
     trainer = pl.Trainer(max_epochs=job["max_epochs"], accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)

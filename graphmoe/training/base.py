@@ -63,7 +63,32 @@ class TaskModule(pl.LightningModule):
     @property
     def monitor(self) -> str:
         """The quantity model selection follows: ``"val/<metric_key>"`` (higher is better)."""
+        self.resolve_metric()
         return f"val/{self.metric_key}"
+
+    def resolve_metric(self) -> None:
+        """Adopt the datamodule's metric when the module was built with ``metric=None``.
+
+        A module built without a metric scores with the dataset's convention (``data.metric``:
+        ROC-AUC on minesweeper, tolokers, Twitch-DE), as the CLI's link does, instead of silently
+        scoring accuracy. Called by :attr:`monitor` (the callbacks read it after the datamodule's
+        ``setup``) and by the subclasses' ``setup``; ``hparams.metric`` then holds the metric used,
+        so checkpoints reload with it. Without a datamodule the module keeps ``"acc"``.
+        """
+        if self.hparams.get("metric", "") is not None:
+            return
+        trainer = self._trainer
+        metric = getattr(getattr(trainer, "datamodule", None), "metric", None) if trainer else None
+        if metric is None:
+            return
+        from graphmoe.training.metrics import metric_key
+
+        self.hparams["metric"] = metric
+        self.metric_key = metric_key(metric)
+        self.on_metric_resolved()
+
+    def on_metric_resolved(self) -> None:
+        """Rebuild the metric objects after :meth:`resolve_metric` set ``hparams.metric``."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with the module's ``lr`` and (L2) ``weight_decay``."""

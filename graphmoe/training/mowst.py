@@ -114,8 +114,8 @@ class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
         outer_patience: rounds (weak turn + strong turn) without improvement that end Mowst.
         max_rounds: most rounds.
         seed: seed of the folds and of the random rule's evaluation draws.
-        in_channels, out_channels, metric: linked from the data by the CLI (``-1``: from the
-            datamodule at setup).
+        in_channels, out_channels, metric: linked from the data by the CLI (``-1`` / ``None``:
+            from the datamodule at setup; ``metric`` is ``"acc"`` without a datamodule).
     """
 
     def __init__(
@@ -153,7 +153,7 @@ class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
         seed: int = 0,
         in_channels: int = -1,
         out_channels: int = -1,
-        metric: str = "acc",
+        metric: str | None = None,
     ) -> None:
         super().__init__()
         from graphmoe.models.mowst import DISPERSIONS, GATE_INPUTS, RULES, check_variant
@@ -182,7 +182,7 @@ class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
                             gate_steps=gate_steps)
         self._expert_weights = expert_weights
         self.automatic_optimization = False
-        self.metric_key = metric_key(metric)
+        self.metric_key = metric_key(metric or "acc")
         self.model: torch.nn.Module | None = None
         self.crossfit: torch.nn.Module | None = None
         self.schedule: dict[str, Any] = self._initial_schedule()
@@ -217,8 +217,16 @@ class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
                            gate_hidden=hp.gate_hidden, gate_layers=hp.gate_layers,
                            gate_dropout=hp.gate_dropout, detach_dispersion=hp.detach_dispersion,
                            in_channels=in_channels)
-        self.val_metric = build_metric(hp.metric, out_channels)
-        self.test_metric = build_metric(hp.metric, out_channels)
+        self._build_metrics()
+
+    def _build_metrics(self) -> None:
+        metric, out_channels = self.hparams.metric or "acc", self.hparams.out_channels
+        self.val_metric = build_metric(metric, out_channels)
+        self.test_metric = build_metric(metric, out_channels)
+
+    def on_metric_resolved(self) -> None:
+        if self.model is not None:
+            self._build_metrics()
 
     def _build_crossfit(self, fold: Tensor) -> None:
         from graphmoe.models.mowst_crossfit import CrossFitExperts
@@ -238,6 +246,7 @@ class MowstModule(MowstSchedule, MowstLosses, MowstEvaluation, TaskModule):
         if getattr(datamodule, "multilabel", False):
             raise ValueError("MowstModule supports single-label node classification only; "
                              "the dataset has multi-label targets")
+        self.resolve_metric()
         if getattr(datamodule, "sampled", False):
             raise ValueError("MowstModule trains full-batch: set data.batch_size to null "
                              "(the schedule and cross-fitting need every node each epoch)")

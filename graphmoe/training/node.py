@@ -43,7 +43,9 @@ class NodeClassifier(TaskModule):
         in_channels: number of node features; ``-1`` takes it from the datamodule at setup
             (the CLI links it from ``data.num_features``).
         out_channels: number of classes; ``-1`` takes it from the datamodule at setup.
-        metric: ``"acc"``, ``"rocauc"`` or ``"ogb:<dataset>"`` (see :mod:`graphmoe.training.metrics`).
+        metric: ``"acc"``, ``"rocauc"`` or ``"ogb:<dataset>"`` (see :mod:`graphmoe.training.metrics`);
+            ``None`` (default) takes the datamodule's (the dataset's convention; ``"acc"``
+            without a datamodule).
     """
 
     def __init__(
@@ -57,11 +59,11 @@ class NodeClassifier(TaskModule):
         weight_decay: float = 5e-4,
         in_channels: int = -1,
         out_channels: int = -1,
-        metric: str = "acc",
+        metric: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.metric_key = metric_key(metric)
+        self.metric_key = metric_key(metric or "acc")
         self.model: torch.nn.Module | None = None
         if in_channels > 0 and out_channels > 0:
             self._build(in_channels, out_channels)
@@ -87,15 +89,21 @@ class NodeClassifier(TaskModule):
     def _build_metrics(self, multilabel: bool) -> None:
         hp = self.hparams
         self.multilabel = multilabel
-        self.train_metric = build_metric(hp.metric, hp.out_channels, multilabel)
-        self.val_metric = build_metric(hp.metric, hp.out_channels, multilabel)
-        self.test_metric = build_metric(hp.metric, hp.out_channels, multilabel)
+        metric = hp.metric or "acc"
+        self.train_metric = build_metric(metric, hp.out_channels, multilabel)
+        self.val_metric = build_metric(metric, hp.out_channels, multilabel)
+        self.test_metric = build_metric(metric, hp.out_channels, multilabel)
+
+    def on_metric_resolved(self) -> None:
+        if self.model is not None:
+            self._build_metrics(self.multilabel)
 
     def setup(self, stage: str) -> None:
         """Build the backbone from the datamodule's sizes if they were not given; check them."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is None or not hasattr(datamodule, "num_features"):
             return
+        self.resolve_metric()
         multilabel = bool(getattr(datamodule, "multilabel", False))
         if self.model is None:
             self._build(datamodule.num_features, datamodule.num_classes, multilabel)

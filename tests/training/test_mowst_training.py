@@ -274,3 +274,14 @@ def test_gate_steps_fit_the_gate_only_and_move_the_confidence(data):
     assert all(p.grad is not None for p in module.model.gate.parameters())
     for part in (module.model.weak, module.model.strong, module.crossfit):
         assert all(p.grad is None for p in part.parameters())
+
+
+def test_metric_defaults_to_the_datamodules():
+    """Built without a metric (a script, not the CLI), Mowst scores and early-stops with the
+    dataset's metric: ROC-AUC on a binary dataset that declares it, not accuracy."""
+    binary = csbm(**{**TINY, "num_classes": 2}, seed=1)
+    binary.metric = "rocauc"
+    module = MowstModule(**{**SMALL, "max_rounds": 1})
+    trainer = fit(module, binary, max_epochs=40)
+    assert module.metric_key == "rocauc" and module.hparams.metric == "rocauc"
+    assert "val/rocauc" in trainer.callback_metrics and "val/acc" not in trainer.callback_metrics

@@ -95,6 +95,25 @@ def test_rocauc_on_a_binary_graph_and_auto_monitor(tmp_path):
     assert checkpoint.best_model_path and (tmp_path / "last.ckpt").is_file()
 
 
+@pytest.mark.parametrize("given", [None, "acc"])
+def test_metric_defaults_to_the_datamodules(given, tmp_path):
+    """Built without a metric, the module scores with the dataset's (ROC-AUC here), as the CLI's
+    link would; an explicit metric is kept. The checkpoint reloads with the metric it used."""
+    pl.seed_everything(0)
+    data = tiny_graph(num_classes=2)
+    data.metric = "rocauc"
+    module = NodeClassifier("mlp", hidden_channels=16, metric=given)
+    checkpoint = BestCheckpoint(dirpath=tmp_path)
+    trainer = quiet_trainer(max_epochs=2, callbacks=[checkpoint], enable_checkpointing=True)
+    trainer.fit(module, datamodule=NodeDataModule.from_data(data))
+    expected = given or "rocauc"
+    assert checkpoint.monitor == f"val/{expected}" and f"val/{expected}" in trainer.callback_metrics
+    assert module.hparams.metric == expected
+    restored = NodeClassifier.load_from_checkpoint(checkpoint.best_model_path)
+    assert restored.monitor == f"val/{expected}"
+    assert NodeClassifier("mlp").monitor == "val/acc"  # no datamodule: accuracy
+
+
 @pytest.mark.parametrize("monitor, mode, expected", [
     ("val/acc", "auto", "max"), ("val/rocauc", "auto", "max"), ("val/rmse", "auto", "min"),
     ("val/loss", "auto", "min"), ("val/rmse", "max", "max"),
