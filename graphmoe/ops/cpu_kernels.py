@@ -1,0 +1,88 @@
+r"""A compiled CPU kernel for the CSR sum product, built on first use, with a PyTorch fallback.
+
+:math:`\mathbf{O} = \mathbf{A}\mathbf{X}` over a CSR :math:`\mathbf{A}` is bound by the gather of
+random rows of :math:`\mathbf{X}`. ATen's CSR kernels (``torch.sparse.mm`` and
+``_sparse_mm_reduce_impl``) walk one entry at a time with one outstanding cache miss;
+``csrc/spmm_cpu.cpp`` keeps a 256-byte slice of the output row in registers, prefetches the
+rows of the entries ``distance`` positions ahead and splits rows into chunks of equal entry
+counts (measured: ``benchmarks/message_passing.py``, docs/results.md). Results equal ATen's up
+to float rounding order; the sum over a row is in entry order, deterministic.
+
+The extension is compiled with :func:`torch.utils.cpp_extension.load` (ninja and a C++
+compiler; ~30 s once, cached in ``$TORCH_EXTENSIONS_DIR``) the first time a CPU aggregation
+runs. Where it cannot be built, :func:`load` warns once and returns ``None``, and graphmoe uses
+ATen's kernel: same results, slower. ``GRAPHMOE_CPU_KERNELS=0`` disables it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import sysconfig
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+__all__ = ["load", "available", "spmm_sum", "PREFETCH_DISTANCE"]
+
+SOURCE = Path(__file__).with_name("csrc") / "spmm_cpu.cpp"
+PREFETCH_DISTANCE = 32
+"""Entries ahead whose ``x`` rows are prefetched (measured best of 0, 4, 8, 16, 32 here)."""
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _cpu_tag() -> str:
+    """A short hash of the CPU's feature flags: ``-march=native`` builds are per CPU model."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
+
+
+def _put_ninja_on_path() -> None:
+    """The ``ninja`` wheel installs into the environment's scripts folder, which is not on
+    ``PATH`` when the environment is used without activating it (``.venv/bin/python ...``)."""
+    scripts = sysconfig.get_path("scripts")
+    if shutil.which("ninja") is None and (Path(scripts) / "ninja").exists():
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
+@functools.cache
+def load() -> ModuleType | None:
+    """The compiled extension, or ``None`` (disabled, or it could not be built: warned once)."""
+    if os.environ.get("GRAPHMOE_CPU_KERNELS", "1") == "0":
+        return None
+    try:
+        from torch.utils.cpp_extension import load as build
+
+        _put_ninja_on_path()
+        return build(name=f"graphmoe_spmm_cpu_{_cpu_tag()}", sources=[str(SOURCE)],
+                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                     extra_ldflags=["-fopenmp"], verbose=False)
+    except Exception as error:  # no compiler, no ninja, a read-only cache: fall back to ATen
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        warnings.warn(f"graphmoe: the compiled CPU aggregation kernel is unavailable ({first_line}); "
+                      f"using PyTorch's (same results, slower). Set GRAPHMOE_CPU_KERNELS=0 to "
+                      f"skip the build.", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def available() -> bool:
+    """Whether the compiled kernel is (or can be) loaded."""
+    return load() is not None
+
+
+def spmm_sum(adj: Tensor, x: Tensor) -> Tensor | None:
+    """``adj @ x`` for a CPU ``torch.sparse_csr`` ``adj`` with the compiled kernel; ``None``
+    when the kernel does not apply (not built, dtype other than float32/float64)."""
+    module = load()
+    if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype:
+        return None
+    return module.spmm_sum(adj.crow_indices(), adj.col_indices(), adj.values(), x.contiguous(),
+                           PREFETCH_DISTANCE)

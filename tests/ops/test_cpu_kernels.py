@@ -1,0 +1,103 @@
+"""The compiled CPU SpMM (graphmoe/ops/csrc) against dense products and ATen's kernel."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+
+from graphmoe.ops import aggregate, cpu_kernels, spmm
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
+
+def random_csr(num_rows: int, num_cols: int, num_entries: int, dtype: torch.dtype, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.stack([torch.randint(0, num_rows, (num_entries,), generator=generator),
+                         torch.randint(0, num_cols, (num_entries,), generator=generator)])
+    values = torch.rand(num_entries, generator=generator, dtype=dtype)
+    return torch.sparse_coo_tensor(index, values, (num_rows, num_cols)).coalesce().to_sparse_csr()
+
+
+def test_the_kernel_is_built_where_a_compiler_exists():
+    """CI machines have a C++ compiler and the `ninja` wheel: the build must work there (a
+    silent fallback would hide a missing install step behind slower numbers)."""
+    if os.environ.get("GRAPHMOE_CPU_KERNELS") == "0":
+        pytest.skip("disabled by GRAPHMOE_CPU_KERNELS=0")
+    assert cpu_kernels.available()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [1, 7, 32, 63, 64, 65, 200])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_equals_the_dense_product(dtype, width, threads):
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    adj = random_csr(300, 250, 3000, dtype)  # ~1 in 20 rows empty
+    x = torch.randn(250, width, dtype=dtype)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = cpu_kernels.spmm_sum(adj, x)
+    finally:
+        torch.set_num_threads(previous)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(out, adj.to_dense() @ x, atol=tolerance, rtol=tolerance)
+    torch.testing.assert_close(out, spmm._spmm_aten(adj, x), atol=tolerance, rtol=tolerance)
+
+
+def test_int32_indices_no_entries_and_strided_x():
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    adj = random_csr(40, 30, 200, torch.float32)
+    adj32 = torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
+                                    adj.values(), adj.shape)
+    x = torch.randn(16, 30).t()  # not contiguous
+    torch.testing.assert_close(cpu_kernels.spmm_sum(adj32, x), adj.to_dense() @ x)
+    empty = torch.sparse_csr_tensor(torch.zeros(6, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                                    torch.zeros(0), (5, 30))
+    assert torch.equal(cpu_kernels.spmm_sum(empty, x), torch.zeros(5, 16))
+
+
+def test_other_dtypes_decline():
+    adj = random_csr(10, 10, 30, torch.float32).to(torch.bfloat16)
+    assert cpu_kernels.spmm_sum(adj, torch.randn(10, 4, dtype=torch.bfloat16)) is None
+
+
+def test_without_the_kernel_aggregation_falls_back_to_the_same_result(monkeypatch):
+    """A machine without a compiler gets ATen's kernel: same values and gradients."""
+    edge_index = torch.randint(0, 200, (2, 2000), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(200, 24, requires_grad=True)
+    weight = torch.rand(2000, requires_grad=True)
+    results = []
+    for build in (cpu_kernels.load, lambda: None):
+        monkeypatch.setattr(cpu_kernels, "load", build)
+        for reduce in ("sum", "mean"):
+            out = aggregate(x, edge_index, reduce=reduce, edge_weight=weight)
+            grads = torch.autograd.grad(out.pow(2).sum(), (x, weight))
+            results.append((out.detach(), *grads))
+    for compiled, fallback in zip(results[:2], results[2:]):
+        for a, b in zip(compiled, fallback):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
+    import torch.utils.cpp_extension as cpp_extension
+
+    def broken(**kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
+
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    cpu_kernels.load.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert cpu_kernels.load() is None and cpu_kernels.load() is None
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(messages) == 1 and "Ninja is required" in messages[0]
+        assert "\n" not in messages[0]
+        adj = random_csr(10, 10, 30, torch.float32)
+        assert cpu_kernels.spmm_sum(adj, torch.randn(10, 3)) is None
+    finally:
+        cpu_kernels.load.cache_clear()
