@@ -1,4 +1,5 @@
-r"""A compiled CPU kernel for the CSR sum product, built on first use, with a PyTorch fallback.
+r"""Compiled CPU kernels for the CSR sum and max products, built on first use, with PyTorch
+fallbacks.
 
 :math:`\mathbf{O} = \mathbf{A}\mathbf{X}` over a CSR :math:`\mathbf{A}` is bound by the gather of
 random rows of :math:`\mathbf{X}`. ATen's CSR kernels (``torch.sparse.mm`` and
@@ -27,7 +28,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-__all__ = ["load", "available", "spmm_sum", "PREFETCH_DISTANCE"]
+__all__ = ["load", "available", "spmm_sum", "spmm_max", "PREFETCH_DISTANCE"]
 
 SOURCE = Path(__file__).with_name("csrc") / "spmm_cpu.cpp"
 PREFETCH_DISTANCE = 32
@@ -86,3 +87,15 @@ def spmm_sum(adj: Tensor, x: Tensor) -> Tensor | None:
         return None
     return module.spmm_sum(adj.crow_indices(), adj.col_indices(), adj.values(), x.contiguous(),
                            PREFETCH_DISTANCE)
+
+
+def spmm_max(adj: Tensor, x: Tensor, with_source: bool) -> tuple[Tensor, Tensor] | None:
+    r""":math:`o_{if} = \max_k a_{ik} x_{kf}` over the entries of row :math:`i` (0 for rows
+    without entries) and, with ``with_source``, the column :math:`k` of the first maximum per
+    output entry, feature-major (``[F, num_rows]``, ``int32``, 0 for rows without entries);
+    ``None`` when the kernel does not apply."""
+    module = load()
+    if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype or x.size(0) >= 2**31:
+        return None
+    return module.spmm_max(adj.crow_indices(), adj.col_indices(), adj.values(), x.contiguous(),
+                           with_source, PREFETCH_DISTANCE)

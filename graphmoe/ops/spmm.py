@@ -321,7 +321,16 @@ class _SpMMMax(Function):
             return x.new_zeros(csr.num_rows, x.size(1))
         val = _csr_values(csr, edge_weight, x.dtype, mean=False)
         if not any(ctx.needs_input_grad[:2]):
-            return _REDUCE_IMPL(csr.sparse(val), x, "amax")[0]
+            compiled = cpu_kernels.spmm_max(csr.sparse(val), x, with_source=False)
+            return _REDUCE_IMPL(csr.sparse(val), x, "amax")[0] if compiled is None else compiled[0]
+        # Unweighted, gradient for x only: the max and its source row (the compiled kernel, or
+        # ATen's through the packed float64 trick); the backward scatters to the sources.
+        compiled = (cpu_kernels.spmm_max(csr.sparse(val), x, with_source=True)
+                    if not ctx.needs_input_grad[1] and edge_weight is None else None)
+        if compiled is not None:
+            ctx.mode = "packed"
+            ctx.save_for_backward(compiled[1])
+            return compiled[0]
         if not ctx.needs_input_grad[1] and _can_pack(x, csr, edge_weight):
             ctx.mode = "packed"
             out, src = _packed_argmax(x, csr)

@@ -47,6 +47,28 @@ def test_equals_the_dense_product(dtype, width, threads):
     torch.testing.assert_close(out, spmm._spmm_aten(adj, x), atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("width", [3, 64, 100])
+def test_max_and_its_sources(dtype, width):
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    adj = random_csr(300, 250, 3000, dtype, seed=2)
+    x = torch.randn(250, width, dtype=dtype)
+    out, source_t = cpu_kernels.spmm_max(adj, x, with_source=True)
+    torch.testing.assert_close(out, torch.ops.aten._sparse_mm_reduce_impl(adj, x, "amax")[0])
+    dense, source = adj.to_dense(), source_t.t().long()
+    rows = torch.arange(300).unsqueeze(1)
+    has_entries = adj.crow_indices().diff() > 0
+    assert (dense[rows, source] != 0)[has_entries].all()  # every source is an entry of its row
+    picked = dense[rows, source] * x[source, torch.arange(width)]
+    torch.testing.assert_close(picked[has_entries], out[has_entries])
+    assert (out[~has_entries] == 0).all() and (source[~has_entries] == 0).all()
+    x[7, 0] = float("nan")  # a NaN source makes the maximum NaN, as torch.amax does
+    out, _ = cpu_kernels.spmm_max(adj, x, with_source=False)
+    targets = adj.to_dense()[:, 7] != 0
+    assert out[targets, 0].isnan().all() and not out[~targets, 0].isnan().any()
+
+
 def test_int32_indices_no_entries_and_strided_x():
     if not cpu_kernels.available():
         pytest.skip("no compiled kernel here")
@@ -77,7 +99,11 @@ def test_without_the_kernel_aggregation_falls_back_to_the_same_result(monkeypatc
             out = aggregate(x, edge_index, reduce=reduce, edge_weight=weight)
             grads = torch.autograd.grad(out.pow(2).sum(), (x, weight))
             results.append((out.detach(), *grads))
-    for compiled, fallback in zip(results[:2], results[2:]):
+        out = aggregate(x, edge_index, reduce="max")  # the arg-max path (x needs a gradient)
+        results.append((out.detach(), *torch.autograd.grad(out.pow(2).sum(), x)))
+        with torch.no_grad():
+            results.append((aggregate(x, edge_index, reduce="max"),))
+    for compiled, fallback in zip(results[:4], results[4:]):
         for a, b in zip(compiled, fallback):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 

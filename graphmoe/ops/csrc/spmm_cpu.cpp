@@ -1,4 +1,5 @@
-// CSR sparse x dense product on CPU: out[i, :] = sum_{k in row i} values[k] * x[col[k], :].
+// CSR sparse x dense products on CPU: out[i, :] = sum (or max) over the entries k of row i of
+// values[k] * x[col[k], :] (values all ones when none are given).
 //
 // The product of a message-passing layer is bound by the gather of random rows of x, not by
 // arithmetic. This kernel (1) keeps a 256-byte slice of the output row in registers while it
@@ -10,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -31,7 +33,7 @@ void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* value
         for (int64_t b = 0; b < width * int64_t(sizeof(scalar_t)); b += 64)
           __builtin_prefetch(ahead + b, 0, 1);
       }
-      const scalar_t v = values[k];
+      const scalar_t v = values ? values[k] : scalar_t(1);
       const scalar_t* row = x + col[k] * num_cols + offset;
       if (width == W) {
 #pragma omp simd
@@ -59,13 +61,53 @@ std::vector<int64_t> balanced_rows(const index_t* rowptr, int64_t num_rows, int6
   return bounds;
 }
 
+template <typename scalar_t, typename index_t, int W>
+void rows_slice_max(const index_t* rowptr, const index_t* col, const scalar_t* values,
+                    const scalar_t* x, scalar_t* out, int32_t* source_t, int64_t begin,
+                    int64_t end, int64_t num_rows, int64_t num_cols, int64_t offset,
+                    int64_t width, int64_t nnz, int64_t distance) {
+  // out[i, f] = max_k values[k] * x[col[k], f]; source_t[f, i] = the col[k] of the first
+  // maximum in entry order (a NaN wins and stays). Rows without entries: 0 and source 0.
+  for (int64_t i = begin; i < end; ++i) {
+    scalar_t best[W];
+    int32_t source[W];
+    for (int j = 0; j < W; ++j) {
+      best[j] = -std::numeric_limits<scalar_t>::infinity();
+      source[j] = 0;
+    }
+    const int64_t start = rowptr[i], stop = rowptr[i + 1];
+    for (int64_t k = start; k < stop; ++k) {
+      if (k + distance < nnz) {
+        const char* ahead = reinterpret_cast<const char*>(x + col[k + distance] * num_cols + offset);
+        for (int64_t b = 0; b < width * int64_t(sizeof(scalar_t)); b += 64)
+          __builtin_prefetch(ahead + b, 0, 1);
+      }
+      const scalar_t v = values ? values[k] : scalar_t(1);
+      const int32_t j_source = static_cast<int32_t>(col[k]);
+      const scalar_t* row = x + col[k] * num_cols + offset;
+      for (int64_t j = 0; j < width; ++j) {
+        const scalar_t candidate = v * row[j];
+        const bool take = (candidate > best[j]) | ((candidate != candidate) & (best[j] == best[j]));
+        best[j] = take ? candidate : best[j];
+        source[j] = take ? j_source : source[j];
+      }
+    }
+    scalar_t* target = out + i * num_cols + offset;
+    const bool empty = start == stop;
+    for (int64_t j = 0; j < width; ++j) target[j] = empty ? scalar_t(0) : best[j];
+    if (source_t)
+      for (int64_t j = 0; j < width; ++j) source_t[(offset + j) * num_rows + i] = source[j];
+  }
+}
+
 template <typename scalar_t, typename index_t>
 void spmm_impl(const torch::Tensor& rowptr, const torch::Tensor& col, const torch::Tensor& values,
-               const torch::Tensor& x, torch::Tensor& out, int64_t distance) {
+               const torch::Tensor& x, torch::Tensor& out, int32_t* source_t, bool max,
+               int64_t distance) {
   constexpr int W = kSliceBytes / sizeof(scalar_t);
   const index_t* rp = rowptr.data_ptr<index_t>();
   const index_t* c = col.data_ptr<index_t>();
-  const scalar_t* v = values.data_ptr<scalar_t>();
+  const scalar_t* v = values.numel() ? values.data_ptr<scalar_t>() : nullptr;
   const scalar_t* xp = x.data_ptr<scalar_t>();
   scalar_t* op = out.data_ptr<scalar_t>();
   const int64_t num_rows = rowptr.numel() - 1, num_cols = x.size(1), nnz = col.numel();
@@ -75,34 +117,67 @@ void spmm_impl(const torch::Tensor& rowptr, const torch::Tensor& col, const torc
     for (int64_t chunk = first; chunk < last; ++chunk) {
       for (int64_t offset = 0; offset < num_cols; offset += W) {
         const int64_t width = std::min<int64_t>(W, num_cols - offset);
-        rows_slice<scalar_t, index_t, W>(rp, c, v, xp, op, bounds[chunk], bounds[chunk + 1],
-                                         num_cols, offset, width, nnz, distance);
+        if (max)
+          rows_slice_max<scalar_t, index_t, W>(rp, c, v, xp, op, source_t, bounds[chunk],
+                                               bounds[chunk + 1], num_rows, num_cols, offset,
+                                               width, nnz, distance);
+        else
+          rows_slice<scalar_t, index_t, W>(rp, c, v, xp, op, bounds[chunk], bounds[chunk + 1],
+                                           num_cols, offset, width, nnz, distance);
       }
     }
   });
+}
+
+void check_inputs(const torch::Tensor& rowptr, const torch::Tensor& col,
+                  const torch::Tensor& values, const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "expects a contiguous 2-D x");
+  TORCH_CHECK(rowptr.dim() == 1 && col.dim() == 1, "expects 1-D rowptr and col");
+  TORCH_CHECK(values.numel() == 0 || values.numel() == col.numel(),
+              "expects values of the same length as col, or none (all ones)");
+  TORCH_CHECK(rowptr.scalar_type() == col.scalar_type(), "rowptr and col must share a dtype");
+  TORCH_CHECK(values.numel() == 0 || values.scalar_type() == x.scalar_type(),
+              "values and x must share a dtype");
+  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && values.is_contiguous(),
+              "expects contiguous CSR arrays");
 }
 
 }  // namespace
 
 torch::Tensor spmm_sum(torch::Tensor rowptr, torch::Tensor col, torch::Tensor values,
                        torch::Tensor x, int64_t distance) {
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "spmm_sum expects a contiguous 2-D x");
-  TORCH_CHECK(rowptr.dim() == 1 && col.dim() == 1 && values.numel() == col.numel(),
-              "spmm_sum expects 1-D rowptr, col and values of the same length as col");
-  TORCH_CHECK(rowptr.scalar_type() == col.scalar_type(), "rowptr and col must share a dtype");
-  TORCH_CHECK(values.scalar_type() == x.scalar_type(), "values and x must share a dtype");
-  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && values.is_contiguous(),
-              "spmm_sum expects contiguous CSR arrays");
+  check_inputs(rowptr, col, values, x);
   auto out = torch::empty({rowptr.numel() - 1, x.size(1)}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_sum", [&] {
     AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "spmm_sum_index", [&] {
-      spmm_impl<scalar_t, index_t>(rowptr, col, values, x, out, distance);
+      spmm_impl<scalar_t, index_t>(rowptr, col, values, x, out, nullptr, false, distance);
     });
   });
   return out;
 }
 
+std::tuple<torch::Tensor, torch::Tensor> spmm_max(torch::Tensor rowptr, torch::Tensor col,
+                                                  torch::Tensor values, torch::Tensor x,
+                                                  bool with_source, int64_t distance) {
+  check_inputs(rowptr, col, values, x);
+  TORCH_CHECK(x.size(0) <= std::numeric_limits<int32_t>::max(), "too many source rows for int32");
+  const int64_t num_rows = rowptr.numel() - 1;
+  auto out = torch::empty({num_rows, x.size(1)}, x.options());
+  auto source_t = torch::empty({with_source ? x.size(1) : 0, num_rows},
+                               x.options().dtype(torch::kInt32));
+  if (out.numel() == 0) return {out, source_t};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_max", [&] {
+    AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "spmm_max_index", [&] {
+      spmm_impl<scalar_t, index_t>(rowptr, col, values, x, out,
+                                   with_source ? source_t.data_ptr<int32_t>() : nullptr, true,
+                                   distance);
+    });
+  });
+  return {out, source_t};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("spmm_sum", &spmm_sum, "CSR x dense sum product (CPU)");
+  m.def("spmm_max", &spmm_max, "CSR x dense max product and its arg-max sources (CPU)");
 }
