@@ -16,9 +16,10 @@ for these implementations (all in this process, on the same random graph):
   path without pyg-lib / torch-sparse, built once outside the timing);
 * ``torch_scatter``: gather + ``torch_scatter.scatter`` (``agg`` only; when installed);
 * ``floor`` (``--floor``; ``sage`` with sum/mean only): not an implementation but a bound, the
-  bare ATen products any SpMM-based layer has to run, without autograd: forward one GEMM and
-  one SpMM plus the root GEMM, backward one SpMM, four GEMMs and the bias sum.  ``edge_index
-  ms / floor ms`` is the most an SpMM + GEMM layer can gain over PyG here.
+  bare ATen products a layer built on ATen's SpMM has to run, without autograd: forward one
+  GEMM and one SpMM plus the root GEMM, backward one SpMM, four GEMMs and the bias sum.
+  ``edge_index ms / floor ms`` was the most such a layer could gain over PyG here (~3x); the
+  compiled CPU kernel (``graphmoe.ops.cpu_kernels``) is what goes beyond it.
 
 ``x`` requires grad (as for a hidden layer), so backward passes go through the aggregation.
 
@@ -45,7 +46,7 @@ from torch_geometric.nn import SAGEConv, SimpleConv
 from torch_geometric.utils import coalesce, to_torch_csr_tensor
 
 from graphmoe.models import SAGEConv as GraphMoESAGEConv
-from graphmoe.ops import aggregate, to_csr
+from graphmoe.ops import aggregate, cpu_kernels, to_csr
 
 try:
     import torch_scatter
@@ -224,7 +225,8 @@ def main() -> None:
 
     machine = (f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, load "
                f"{os.getloadavg()[0]:.1f}, torch {torch.__version__} with "
-               f"{torch.get_num_threads()} threads, {args.clock} clock")
+               f"{torch.get_num_threads()} threads, {args.clock} clock, compiled CPU kernel "
+               f"{'on' if cpu_kernels.available() else 'off (ATen fallback)'}")
     print(f"message passing: {n} nodes, {e} edges, {f} features, median of {args.repeats} "
           f"(+{args.warmup} warmup), {machine}")
     print(f"one-off: graphmoe CSR + transpose {csr_ms:.1f} ms, PyG adj_t {adj_ms:.1f} ms")
