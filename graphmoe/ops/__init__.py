@@ -2,7 +2,8 @@ r"""Fast kernels: CSR message passing and sorted expert dispatch.
 
 :func:`aggregate` computes :math:`\mathbf{o}_i = \bigoplus_{j \to i} w_{ji}\mathbf{x}_j`
 (sum, mean, max) over a CSR built once per ``edge_index`` (:func:`to_csr`), with autograd
-w.r.t. ``x`` and ``edge_weight``. :func:`expert_ffn` runs routed expert FFNs by sorting the
+w.r.t. ``x`` and ``edge_weight``; on CPU the products run in a C++ kernel built on first use
+(:mod:`graphmoe.ops.cpu_kernels`, ATen's kernels where it cannot be built). :func:`expert_ffn` runs routed expert FFNs by sorting the
 (node, expert) pairs by expert and computing each expert on its contiguous segment; on CUDA a
 Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters rows in place.
 ``graphmoe.ops`` imports nothing else from graphmoe.
