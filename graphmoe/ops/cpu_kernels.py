@@ -85,8 +85,7 @@ def spmm_sum(adj: Tensor, x: Tensor) -> Tensor | None:
     module = load()
     if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype:
         return None
-    return module.spmm_sum(adj.crow_indices(), adj.col_indices(), adj.values(), x.contiguous(),
-                           PREFETCH_DISTANCE)
+    return module.spmm_sum(adj, x.contiguous(), PREFETCH_DISTANCE)
 
 
 def spmm_max(adj: Tensor, x: Tensor, with_source: bool) -> tuple[Tensor, Tensor] | None:
@@ -97,5 +96,4 @@ def spmm_max(adj: Tensor, x: Tensor, with_source: bool) -> tuple[Tensor, Tensor]
     module = load()
     if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype or x.size(0) >= 2**31:
         return None
-    return module.spmm_max(adj.crow_indices(), adj.col_indices(), adj.values(), x.contiguous(),
-                           with_source, PREFETCH_DISTANCE)
+    return module.spmm_max(adj, x.contiguous(), with_source, PREFETCH_DISTANCE)

@@ -82,6 +82,22 @@ def test_int32_indices_no_entries_and_strided_x():
     assert torch.equal(cpu_kernels.spmm_sum(empty, x), torch.zeros(5, 16))
 
 
+def test_a_graph_first_seen_in_inference_mode_trains_afterwards():
+    """`trainer.test` / `predict` run under `torch.inference_mode`: the CSR cached there must
+    serve later training steps (the outputs are ordinary tensors, gradients flow)."""
+    edge_index = torch.randint(0, 50, (2, 300), generator=torch.Generator().manual_seed(3))
+    x = torch.randn(50, 8)
+    with torch.inference_mode():
+        expected = {reduce: aggregate(x, edge_index, reduce=reduce) for reduce in ("sum", "max")}
+    x.requires_grad_()
+    for reduce in ("sum", "max"):
+        out = aggregate(x, edge_index, reduce=reduce)
+        assert not out.is_inference()
+        torch.testing.assert_close(out.detach(), expected[reduce].clone())
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        assert torch.isfinite(grad).all()
+
+
 def test_other_dtypes_decline():
     adj = random_csr(10, 10, 30, torch.float32).to(torch.bfloat16)
     assert cpu_kernels.spmm_sum(adj, torch.randn(10, 4, dtype=torch.bfloat16)) is None

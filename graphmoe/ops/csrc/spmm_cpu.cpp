@@ -9,6 +9,7 @@
 // Results equal a sequential sum in entry order (no atomics, deterministic).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <ATen/SparseCsrTensorImpl.h>
 
 #include <algorithm>
 #include <limits>
@@ -144,8 +145,17 @@ void check_inputs(const torch::Tensor& rowptr, const torch::Tensor& col,
 
 }  // namespace
 
-torch::Tensor spmm_sum(torch::Tensor rowptr, torch::Tensor col, torch::Tensor values,
-                       torch::Tensor x, int64_t distance) {
+// The arrays of a sparse CSR tensor, read from its impl: `crow_indices()` & co. would create
+// views, which PyTorch refuses for arrays made under inference mode (a CSR cached during
+// `trainer.test`) when the product runs outside it.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> csr_arrays(const torch::Tensor& adj) {
+  TORCH_CHECK(adj.layout() == torch::kSparseCsr, "expects a torch.sparse_csr adjacency");
+  const auto* impl = static_cast<const at::SparseCsrTensorImpl*>(adj.unsafeGetTensorImpl());
+  return {impl->compressed_indices(), impl->plain_indices(), impl->values()};
+}
+
+torch::Tensor spmm_sum(torch::Tensor adj, torch::Tensor x, int64_t distance) {
+  auto [rowptr, col, values] = csr_arrays(adj);
   check_inputs(rowptr, col, values, x);
   auto out = torch::empty({rowptr.numel() - 1, x.size(1)}, x.options());
   if (out.numel() == 0) return out;
@@ -157,9 +167,9 @@ torch::Tensor spmm_sum(torch::Tensor rowptr, torch::Tensor col, torch::Tensor va
   return out;
 }
 
-std::tuple<torch::Tensor, torch::Tensor> spmm_max(torch::Tensor rowptr, torch::Tensor col,
-                                                  torch::Tensor values, torch::Tensor x,
+std::tuple<torch::Tensor, torch::Tensor> spmm_max(torch::Tensor adj, torch::Tensor x,
                                                   bool with_source, int64_t distance) {
+  auto [rowptr, col, values] = csr_arrays(adj);
   check_inputs(rowptr, col, values, x);
   TORCH_CHECK(x.size(0) <= std::numeric_limits<int32_t>::max(), "too many source rows for int32");
   const int64_t num_rows = rowptr.numel() - 1;
