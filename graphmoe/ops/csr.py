@@ -154,7 +154,7 @@ class CSR:
                 val = torch.repeat_interleave(self.deg.clamp(min=1).to(dtype).reciprocal(),
                                               self.deg, output_size=self.num_edges)
             else:  # "<kind>_t": the same values, in transposed order
-                val = self.values(dtype, kind[:-2])[self.transpose()[2]]
+                val = self.values(dtype, kind[:-2]).index_select(0, self.transpose()[2])
             self._cache[key] = val
         return self._cache[key]
 
@@ -172,9 +172,7 @@ class CSR:
 
     def to_edge_order(self, csr_values: Tensor) -> Tensor:
         """Permute values given in CSR order back to ``edge_index`` order."""
-        out = torch.empty_like(csr_values)
-        out[self.perm] = csr_values
-        return out
+        return torch.empty_like(csr_values).index_copy_(0, self.perm, csr_values)
 
 
 def _is_index(tensor: object) -> bool:
