@@ -232,5 +232,5 @@ CATALOG: tuple[DatasetInfo, ...] = (
     # The embedded default: no files needed.
     DatasetInfo(
         name="csbm", format="csbm", split="ratio", aliases=("synthetic",),
-        description="Synthetic CSBM with a homophilous and a heterophilous region"),
+        description="Synthetic CSBM: homophilous region, weak features; heterophilous, strong"),
 )
