@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 
 import pytest
@@ -25,6 +26,8 @@ def test_the_kernel_is_built_where_a_compiler_exists():
     silent fallback would hide a missing install step behind slower numbers)."""
     if os.environ.get("GRAPHMOE_CPU_KERNELS") == "0":
         pytest.skip("disabled by GRAPHMOE_CPU_KERNELS=0")
+    if not any(shutil.which(compiler) for compiler in (os.environ.get("CXX", "c++"), "g++", "clang++")):
+        pytest.skip("no C++ compiler on this machine: graphmoe runs ATen's kernels")
     assert cpu_kernels.available()
 
 
