@@ -164,10 +164,12 @@ def plots(out_dir: Path, plot_dir: Path, datasets: list[str]) -> list[str]:
     for ds in datasets:
         runs = {v: sorted(out_dir.glob(f"{ds}_{v}_*.pt")) for v in ("mowst-published",
                                                                     "mowst-crossfit")}
-        if not all(runs.values()):
+        if not runs["mowst-crossfit"]:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for variant, files in runs.items():
+            if not files:  # only the cross-fitted runs (e.g. from mowst_table.py)
+                continue
             run = torch.load(files[0])
             mask = run["test_mask"] & ~run["homophily"].isnan()
             h, c = run["homophily"][mask], run["conf"][mask]
