@@ -53,7 +53,7 @@ def _spmm_cpu(adj: Tensor, x: Tensor) -> Tensor:
     # vectorised CSR kernel, a little faster than `torch.sparse.mm` (MKL) and free of its
     # autograd wrapper.
     out = cpu_kernels.spmm_sum(adj, x)
-    return _REDUCE_IMPL(adj, x, "sum")[0] if out is None else out
+    return _spmm_aten(adj, x) if out is None else out
 
 
 def _spmm_aten(adj: Tensor, x: Tensor) -> Tensor:
@@ -320,12 +320,13 @@ class _SpMMMax(Function):
         if csr.num_edges == 0:
             return x.new_zeros(csr.num_rows, x.size(1))
         val = _csr_values(csr, edge_weight, x.dtype, mean=False)
+        adj = csr.sparse(val)
         if not any(ctx.needs_input_grad[:2]):
-            compiled = cpu_kernels.spmm_max(csr.sparse(val), x, with_source=False)
-            return _REDUCE_IMPL(csr.sparse(val), x, "amax")[0] if compiled is None else compiled[0]
+            compiled = cpu_kernels.spmm_max(adj, x, with_source=False)
+            return _REDUCE_IMPL(adj, x, "amax")[0] if compiled is None else compiled[0]
         # Unweighted, gradient for x only: the max and its source row (the compiled kernel, or
         # ATen's through the packed float64 trick); the backward scatters to the sources.
-        compiled = (cpu_kernels.spmm_max(csr.sparse(val), x, with_source=True)
+        compiled = (cpu_kernels.spmm_max(adj, x, with_source=True)
                     if not ctx.needs_input_grad[1] and edge_weight is None else None)
         if compiled is not None:
             ctx.mode = "packed"
@@ -340,7 +341,7 @@ class _SpMMMax(Function):
         # only when grad mode is on and `x` requires grad:
         ctx.mode = "arg"
         with torch.enable_grad():
-            out, arg = _REDUCE_IMPL(csr.sparse(val), x.detach().requires_grad_(), "amax")
+            out, arg = _REDUCE_IMPL(adj, x.detach().requires_grad_(), "amax")
         ctx.save_for_backward(x, val, arg)
         return out.detach()
 
