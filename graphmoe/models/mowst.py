@@ -48,6 +48,7 @@ from graphmoe.models.mowst_objective import (
     mowst_star_loss,
     normalized_mowst_loss,
 )
+from graphmoe.ops.rowwise import row_softmax
 
 __all__ = [
     "DISPERSIONS",
@@ -346,11 +347,11 @@ class Mowst(nn.Module):
         need = ~weak_mask.all(dim=0)
         rows, stats = strong_on_nodes(self.strong, x, edge_index, edge_weight, need,
                                       self.num_hops, max_fraction)
-        weak_probs = weak_logits.softmax(-1)
+        weak_probs = row_softmax(weak_logits)
         strong_probs = weak_probs.new_full(weak_probs.shape, float("nan"))
         if rows.numel():
             _check_pair(weak_logits[:1], rows[:1])
-            strong_probs[need] = rows.softmax(-1).to(strong_probs.dtype)
+            strong_probs[need] = row_softmax(rows).to(strong_probs.dtype)
         probs = torch.where(weak_mask.unsqueeze(-1), weak_probs,
                             strong_probs.nan_to_num(0.0)).mean(dim=0)
         stats["fraction_weak"] = float(weak_mask.float().mean())
@@ -367,7 +368,7 @@ class Mowst(nn.Module):
         conf = torch.sigmoid(gate_logit)
         if weak_mask is None:
             weak_mask = route(conf, rule, threshold, num_draws, generator)
-        weak_probs, strong_probs = weak_logits.softmax(-1), strong_logits.softmax(-1)
+        weak_probs, strong_probs = row_softmax(weak_logits), row_softmax(strong_logits)
         if weak_mask is None:
             probs = mixture_log_probs(weak_logits, strong_logits, gate_logit).exp()
             fraction = float(conf.mean())

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.resolver import activation_resolver
 
+from graphmoe.ops.rowwise import row_log_softmax, row_softmax, row_variance
+
 __all__ = [
     "DISPERSIONS",
     "GATE_INPUTS",
@@ -62,14 +64,13 @@ def variance_dispersion(logits: Tensor) -> Tensor:
     largest possible: 0 for a uniform prediction, 1 for a one-hot one. Shape ``[N]``.
     """
     n = _num_classes(logits)
-    p = logits.softmax(dim=-1)
-    return p.var(dim=-1, unbiased=False) * (n * n / (n - 1))
+    return row_variance(row_softmax(logits)) * (n * n / (n - 1))
 
 
 def entropy_dispersion(logits: Tensor) -> Tensor:
     r"""Negative-entropy dispersion :math:`1 - H(p) / \log n \in [0, 1]`, shape ``[N]``."""
     n = _num_classes(logits)
-    logp = logits.log_softmax(dim=-1)
+    logp = row_log_softmax(logits)
     entropy = -(logp.exp() * logp).sum(dim=-1)
     return 1.0 - entropy / math.log(n)
 

@@ -155,13 +155,17 @@ class _Rows(NamedTuple):
 
 def _gcn_layer(conv: nn.Module, x: _Rows, csr: CSR, norm: tuple) -> Tensor:
     """``GCNConv.forward`` on the rows of ``csr`` (its targets: the first ``csr.num_rows``
-    input rows), with the operations of ``gcn_propagate`` in the same order."""
+    input rows), with the operations of ``gcn_propagate`` in the same order and the linear map
+    on the same side (:meth:`GCNConv.aggregates_first`: then only on the target rows)."""
     weight, loop_norm = norm
     n = csr.num_rows
-    h = conv.lin(x.source)
+    first = conv.aggregates_first(x.source)
+    h = x.source if first else conv.lin(x.source)
     out = aggregate(h, csr, None if weight is None else weight[:csr.num_edges], "sum")
     if loop_norm is not None:
         out = out + loop_norm[:n].unsqueeze(-1) * x.target(h, n)
+    if first:
+        out = conv.lin(out)
     return out if conv.bias is None else out + conv.bias
 
 

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from graphmoe.ops.rowwise import row_log_softmax
+
 __all__ = ["mixture_log_probs", "mowst_loss", "mowst_star_loss", "normalized_mowst_loss"]
 
 
@@ -60,8 +62,8 @@ def mixture_log_probs(weak_logits: Tensor, strong_logits: Tensor, gate_logit: Te
     """
     _check_pair(weak_logits, strong_logits)
     g = gate_logit.unsqueeze(-1)
-    return torch.logaddexp(F.logsigmoid(g) + weak_logits.log_softmax(-1),
-                           F.logsigmoid(-g) + strong_logits.log_softmax(-1))
+    return torch.logaddexp(F.logsigmoid(g) + row_log_softmax(weak_logits),
+                           F.logsigmoid(-g) + row_log_softmax(strong_logits))
 
 
 def mowst_star_loss(weak_logits: Tensor, strong_logits: Tensor, gate_logit: Tensor, y: Tensor,

@@ -6,6 +6,8 @@ w.r.t. ``x`` and ``edge_weight``; on CPU the products run in a C++ kernel built 
 (:mod:`graphmoe.ops.cpu_kernels`, ATen's kernels where it cannot be built). :func:`expert_ffn` runs routed expert FFNs by sorting the
 (node, expert) pairs by expert and computing each expert on its contiguous segment; on CUDA a
 Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters rows in place.
+:func:`row_softmax`, :func:`row_log_softmax` and :func:`row_variance` are the row-wise maps of
+class scores, fast for the few columns where ATen's kernels take a scalar path.
 ``graphmoe.ops`` imports nothing else from graphmoe.
 """
 from graphmoe.ops.aggregate import aggregate, aggregate_linear
@@ -18,6 +20,7 @@ from graphmoe.ops.dispatch import (
     grouped_linear,
     plan_dispatch,
 )
+from graphmoe.ops.rowwise import row_log_softmax, row_softmax, row_variance
 from graphmoe.ops.spmm import register_kernel, select_kernel
 
 __all__ = [
@@ -36,4 +39,7 @@ __all__ = [
     "grouped_linear",
     "combine_rows",
     "expert_ffn",
+    "row_softmax",
+    "row_log_softmax",
+    "row_variance",
 ]

@@ -7,6 +7,7 @@ import torch_geometric.nn as pyg_nn
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from graphmoe.models import GATConv, GCNConv, GINConv, SAGEConv
+from graphmoe.models.conv import gcn_norm, gcn_propagate
 from graphmoe.ops import aggregate
 
 N, F_IN = 12, 8
@@ -55,16 +56,32 @@ def assert_same(ours: torch.nn.Module, ref: torch.nn.Module, x: torch.Tensor,
 @pytest.mark.parametrize("kwargs", [{}, {"improved": True}, {"bias": False},
                                     {"normalize": False}, {"cached": True}])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gcn_conv_matches_pyg(graph, kwargs, weighted):
+@pytest.mark.parametrize("out_channels", [5, F_IN + 3])  # linear map first / aggregation first
+def test_gcn_conv_matches_pyg(graph, kwargs, weighted, out_channels):
     x, edge_index, edge_weight = graph
     if kwargs.get("improved") and not weighted:
         # PyG >= 2.3 drops ``improved`` when no edge weight is given (it fills the self-loops
         # before creating the all-ones weights); graphmoe applies it, so compare with ones.
         edge_weight, weighted = torch.ones(edge_index.size(1)), True
     torch.manual_seed(0)
-    ours = GCNConv(F_IN, 5, **kwargs)
-    ref = pyg_nn.GCNConv(F_IN, 5, **kwargs)
+    ours = GCNConv(F_IN, out_channels, **kwargs)
+    ref = pyg_nn.GCNConv(F_IN, out_channels, **kwargs)
+    assert ours.aggregates_first(x) == (out_channels >= F_IN)
     assert_same(ours, ref, x, edge_index, edge_weight if weighted else None)
+
+
+def test_gcn_conv_aggregates_on_the_narrower_side(graph):
+    x, edge_index, _ = graph
+    conv = GCNConv(-1, F_IN)  # lazy input size: decided on the input's width
+    assert conv.aggregates_first(x)
+    assert not conv.aggregates_first(torch.randn(3, F_IN + 1))
+    assert not conv.aggregates_first(x.to_sparse_csr())  # sparse features: X Theta is dense
+    wide = GCNConv(F_IN, F_IN)
+    with torch.no_grad():
+        first = wide(x, edge_index)
+        norm, loop = gcn_norm(edge_index, None, x.size(0))
+        second = gcn_propagate(wide.lin(x), edge_index, norm, loop) + wide.bias
+    torch.testing.assert_close(first, second, atol=1e-5, rtol=1e-5)
 
 
 def test_gcn_conv_improved_without_weights_uses_two_on_the_diagonal(graph):

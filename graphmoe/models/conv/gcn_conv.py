@@ -80,8 +80,9 @@ class GCNConv(MessagePassing):
     :math:`e_{j,i}` (default ``1``). Same parameters and outputs as
     :class:`torch_geometric.nn.conv.GCNConv`; the sum runs through
     :func:`graphmoe.ops.aggregate` on the caller's ``edge_index``. ``x`` may be a 2-D
-    ``torch.sparse_csr`` tensor without grad (sparse features): the aggregation always runs on
-    :math:`\mathbf{X}\mathbf{\Theta}`, which is dense.
+    ``torch.sparse_csr`` tensor without grad (sparse features): the aggregation then runs on
+    :math:`\mathbf{X}\mathbf{\Theta}`, which is dense. Dense inputs no wider than the output
+    are aggregated first (:meth:`aggregates_first`).
 
     Args:
         in_channels (int): Size of each input sample.
@@ -153,10 +154,22 @@ class GCNConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         edge_index, norm, loop_norm = self._norm(x, edge_index, edge_weight)
-        out = gcn_propagate(self.lin(x), edge_index, norm, loop_norm)
+        if self.aggregates_first(x):
+            out = self.lin(gcn_propagate(x, edge_index, norm, loop_norm))
+        else:
+            out = gcn_propagate(self.lin(x), edge_index, norm, loop_norm)
         if self.bias is not None:
             out = out + self.bias
         return out
+
+    def aggregates_first(self, x: Tensor) -> bool:
+        r"""Whether :meth:`forward` aggregates before the linear map,
+        :math:`(\mathbf{\hat{A}}\mathbf{X})\mathbf{\Theta}` rather than
+        :math:`\mathbf{\hat{A}}(\mathbf{X}\mathbf{\Theta})`: when ``x`` is dense and no wider
+        than the output (DGL's ``GraphConv`` rule), so the aggregation runs on the narrower side;
+        the two are equal up to rounding. Aggregating first also spares the backward pass the
+        aggregation of the gradient when ``x`` needs none (a first layer)."""
+        return x.layout == torch.strided and x.size(-1) <= self.out_channels
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
