@@ -22,8 +22,9 @@ and checks that the predictions are identical. Graphs:
   the gate routes by region (a gate on ``[dispersion, x]`` with a region indicator in ``x``): the
   case a trained Mowst aims at, where the weak expert takes one part of the graph.
 
-The implementations take turns within every repeat (median of ``--repeats``), so a change of
-load on a shared machine hits them alike.
+The implementations take turns within every repeat, so a change of load on a shared machine
+hits them alike; times are medians over ``--repeats``, ratios (``x0.61``, ``*_ratio``) the
+median over the repeats of conditional / full within the repeat.
 
     GRAPHMOE_DATA=../shared/datasets python benchmarks/mowst_inference.py   # both graphs
     python benchmarks/mowst_inference.py --no-real --fractions 0.5          # CSBM, half routed
@@ -31,7 +32,8 @@ load on a shared machine hits them alike.
 
 Ends with one JSON line ``{"benchmark": "mowst_inference", "speedup": {CASE: full / conditional},
 ...}``; CASE is ``<graph>@<fraction to weak>``, ``speedup`` is the GNN part, ``end_to_end`` the
-whole prediction; ``gnn_work_skipped`` is ``1 - aggregation_fraction`` (edges aggregated over
+whole prediction (both: full / conditional, the inverse of the paired ratio);
+``gnn_work_skipped`` is ``1 - aggregation_fraction`` (edges aggregated over
 all layers, over what full inference aggregates); ``rows`` has every measurement, the fractions
 of nodes and edges touched and the load average before and after.
 """
@@ -61,10 +63,11 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 CLOCK = CLOCKS["wall"]
 
 
-def _paired(fns: dict, repeats: int) -> dict[str, float]:
-    """Median time of each function, the functions taking turns within every repeat (so a
-    change of load on the shared machine hits all of them alike). ``--clock cpu`` measures
-    the process's CPU time instead of wall time: with one thread, robust to other jobs."""
+def _paired(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Median time of each function and all its times, the functions taking turns within every
+    repeat (so a change of load on the shared machine hits all of them alike). ``--clock cpu``
+    measures the process's CPU time instead of wall time: with one thread, robust to other
+    jobs."""
     for fn in fns.values():
         fn()  # warm-up (CSR caches, allocator)
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -73,7 +76,14 @@ def _paired(fns: dict, repeats: int) -> dict[str, float]:
             start = CLOCK()
             fn()
             times[name].append(CLOCK() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: statistics.median(ts) for name, ts in times.items()}, times
+
+
+def _ratio(times: dict[str, list[float]], new: str, old: str) -> float:
+    """Median over the repeats of ``new / old`` within each repeat: the paired estimate, which
+    cancels what the machine's load does to both within a repeat (steadier than the ratio of
+    the medians on a busy shared machine)."""
+    return statistics.median(a / b for a, b in zip(times[new], times[old]))
 
 
 def largest_real_graph(names: list[str], root: str | None) -> list[tuple[str, Data]]:
@@ -132,7 +142,11 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
                 fns["gnn_subgraph"] = lambda need=need: strong_on_nodes(
                     model.strong, x, ei, None, need, model.num_hops, max_fraction,
                     layerwise=False)
-            t = _paired(fns, repeats)
+            t, times = _paired(fns, repeats)
+            ratio = {"gnn": _ratio(times, "gnn_cond", "gnn_full"),
+                     "e2e": _ratio(times, "e2e_cond", "e2e_full")}
+            if subgraph:
+                ratio["subgraph"] = _ratio(times, "gnn_subgraph", "gnn_full")
             stats = cond.stats
             rows.append({
                 "case": f"{name}@{frac:.2f}", "graph": name, "num_nodes": data.num_nodes,
@@ -142,17 +156,17 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
                 "aggregation_fraction": stats.get("aggregation_fraction", stats["edge_fraction"]),
                 "layerwise": stats.get("layerwise", 0.0), "full_graph": stats["full_graph"],
                 **{f"{k}_s": v for k, v in t.items()},
+                **{f"{k}_ratio": v for k, v in ratio.items()},
                 "identical_predictions": identical, "max_prob_diff": max_diff,
             })
-            sub = (f" subgraph x{t['gnn_subgraph'] / t['gnn_full']:.2f} |"
-                   if subgraph else "")
+            sub = f" subgraph x{ratio['subgraph']:.2f} |" if subgraph else ""
             print(f"{name:>9s} strong={rows[-1]['fraction_strong']:.2f} "
                   f"touched nodes={stats['node_fraction']:.3f} edges={stats['edge_fraction']:.3f} "
                   f"agg={rows[-1]['aggregation_fraction']:.3f} | "
                   f"GNN {t['gnn_full'] * 1e3:7.1f} -> {t['gnn_cond'] * 1e3:7.1f} ms "
-                  f"(x{t['gnn_cond'] / t['gnn_full']:.2f}) |{sub} end-to-end "
+                  f"(x{ratio['gnn']:.2f}) |{sub} end-to-end "
                   f"{t['e2e_full'] * 1e3:7.1f} -> {t['e2e_cond'] * 1e3:7.1f} ms "
-                  f"(x{t['e2e_cond'] / t['e2e_full']:.2f}) | identical={identical}", flush=True)
+                  f"(x{ratio['e2e']:.2f}) | identical={identical}", flush=True)
     return rows
 
 
@@ -209,8 +223,8 @@ def main() -> None:
 
     result = {
         "benchmark": "mowst_inference",
-        "speedup": {r["case"]: r["gnn_full_s"] / r["gnn_cond_s"] for r in rows},
-        "end_to_end": {r["case"]: r["e2e_full_s"] / r["e2e_cond_s"] for r in rows},
+        "speedup": {r["case"]: 1.0 / r["gnn_ratio"] for r in rows},
+        "end_to_end": {r["case"]: 1.0 / r["e2e_ratio"] for r in rows},
         "gnn_work_skipped": {r["case"]: 1.0 - r["aggregation_fraction"] for r in rows},
         "nodes_skipped": {r["case"]: 1.0 - r["node_fraction"] for r in rows},
         "identical_predictions": all(r["identical_predictions"] for r in rows),

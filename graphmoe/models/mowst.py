@@ -75,6 +75,14 @@ __all__ = [
 # -- receptive field -------------------------------------------------------------------------
 
 
+def _average_draws(weak_mask: Tensor, weak_probs: Tensor, strong_probs: Tensor) -> Tensor:
+    """The routed experts' probabilities averaged over the draws ``weak_mask``
+    ``[num_draws, N]``: ``weak_probs`` where a draw picks the weak expert, else
+    ``strong_probs`` (whose rows no draw picks are not read)."""
+    picked = torch.where(weak_mask.unsqueeze(-1), weak_probs, strong_probs)
+    return picked[0] if picked.size(0) == 1 else picked.mean(dim=0)
+
+
 def receptive_field_hops(model: nn.Module) -> int | None:
     r"""How many hops of the graph one output row of ``model`` depends on, or ``None``.
 
@@ -352,8 +360,7 @@ class Mowst(nn.Module):
         if rows.numel():
             _check_pair(weak_logits[:1], rows[:1])
             strong_probs[need] = row_softmax(rows).to(strong_probs.dtype)
-        probs = torch.where(weak_mask.unsqueeze(-1), weak_probs,
-                            strong_probs.nan_to_num(0.0)).mean(dim=0)
+        probs = _average_draws(weak_mask, weak_probs, strong_probs)  # NaN rows never picked
         stats["fraction_weak"] = float(weak_mask.float().mean())
         return MowstPrediction(probs, weak_mask, conf, weak_probs, strong_probs, stats)
 
@@ -373,7 +380,7 @@ class Mowst(nn.Module):
             probs = mixture_log_probs(weak_logits, strong_logits, gate_logit).exp()
             fraction = float(conf.mean())
         else:
-            probs = torch.where(weak_mask.unsqueeze(-1), weak_probs, strong_probs).mean(dim=0)
+            probs = _average_draws(weak_mask, weak_probs, strong_probs)
             fraction = float(weak_mask.float().mean())
         return MowstPrediction(probs, weak_mask, conf, weak_probs, strong_probs,
                                {"fraction_weak": fraction})
