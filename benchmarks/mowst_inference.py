@@ -11,7 +11,8 @@ fraction of the nodes to the weak expert:
   GraphSAGE layer by layer on shrinking fields, other backbones on the receptive subgraph;
   ``--subgraph`` also times the subgraph path for GCN/SAGE);
 * ``end_to_end``: ``Mowst.predict`` (weak expert + gate + strong expert + routing) with
-  ``conditional=False`` vs ``True``;
+  ``conditional=False`` vs ``True``; the weak expert and the gate (dispersion and :math:`G`),
+  which both paths run, are timed alone too (``weak_s``, ``gate_s``);
 
 and checks that the predictions are identical. Graphs:
 
@@ -131,7 +132,10 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
             identical = bool(torch.equal(full.probs.argmax(-1), cond.probs.argmax(-1)))
             max_diff = float((full.probs - cond.probs).abs().max())
             need = ~cond.weak_mask[0]
+            weak_logits = model.weak(x, ei)
             fns = {
+                "weak": lambda: model.weak(x, ei),  # shared by both paths, with the gate
+                "gate": lambda weak_logits=weak_logits: model.gate_logit(weak_logits, x),
                 "gnn_full": lambda: model.strong(x, ei),
                 "gnn_cond": lambda need=need: strong_on_nodes(
                     model.strong, x, ei, None, need, model.num_hops, max_fraction),
@@ -166,7 +170,8 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
                   f"GNN {t['gnn_full'] * 1e3:7.1f} -> {t['gnn_cond'] * 1e3:7.1f} ms "
                   f"(x{ratio['gnn']:.2f}) |{sub} end-to-end "
                   f"{t['e2e_full'] * 1e3:7.1f} -> {t['e2e_cond'] * 1e3:7.1f} ms "
-                  f"(x{ratio['e2e']:.2f}) | identical={identical}", flush=True)
+                  f"(x{ratio['e2e']:.2f}) | shared: weak expert {t['weak'] * 1e3:.1f} ms, gate "
+                  f"{t['gate'] * 1e3:.1f} ms | identical={identical}", flush=True)
     return rows
 
 
