@@ -21,7 +21,9 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -143,6 +145,17 @@ class CSR:
                 _ptr(unique // self.num_cols, self.num_rows), unique % self.num_cols, inverse)
         return self._cache["coalesced"]
 
+    def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per graph and ``key`` (derived data layers reuse at every call,
+        e.g. a normalisation): kept as long as this CSR is. A value holding inference tensors
+        (computed under ``torch.inference_mode``) is recomputed when needed outside it, where
+        autograd could not save it for backward."""
+        value = self._cache.get(key)
+        if value is None or (not torch.is_inference_mode_enabled()
+                             and _has_inference_tensor(value)):
+            value = self._cache[key] = compute()
+        return value
+
     def values(self, dtype: torch.dtype, kind: str = "ones") -> Tensor:
         r"""Cached CSR values for unweighted graphs: ``"ones"`` or ``"mean"``
         (:math:`1 / \deg(i)`), and their transposed order (``"ones_t"``, ``"mean_t"``)."""
@@ -173,6 +186,11 @@ class CSR:
     def to_edge_order(self, csr_values: Tensor) -> Tensor:
         """Permute values given in CSR order back to ``edge_index`` order."""
         return torch.empty_like(csr_values).index_copy_(0, self.perm, csr_values)
+
+
+def _has_inference_tensor(value: Any) -> bool:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return any(isinstance(t, Tensor) and t.is_inference() for t in items)
 
 
 def _is_index(tensor: object) -> bool:

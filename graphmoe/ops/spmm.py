@@ -26,6 +26,7 @@ dtype; :func:`register_kernel` is the hook for device-specific kernels (``ops/tr
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -34,7 +35,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from graphmoe.ops import cpu_kernels
-from graphmoe.ops.csr import CSR
+from graphmoe.ops.csr import CSR, _version
 
 __all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter"]
 
@@ -72,14 +73,35 @@ def _csr_values(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: 
     return val * csr.values(dtype, "mean") if mean else val
 
 
+def _weighted_values(csr: CSR, edge_weight: Tensor, dtype: torch.dtype, mean: bool,
+                     transpose: bool) -> Tensor:
+    """:func:`_csr_values` (in transposed order with ``transpose``), kept on the CSR for the
+    last weight tensor seen while it is alive and unmodified and needs no gradient: a weight
+    reused at every step (a cached GCN normalisation, fixed edge weights) is permuted once."""
+    def compute() -> Tensor:
+        val = _csr_values(csr, edge_weight, dtype, mean)
+        return val.index_select(0, csr.transpose()[2]) if transpose else val
+
+    if edge_weight.requires_grad:
+        return compute()
+    key = ("weighted", dtype, mean, transpose)
+    version = _version(edge_weight)
+    slot = csr._cache.get(key)
+    if (slot is not None and slot[0]() is edge_weight and slot[1] == version
+            and (torch.is_inference_mode_enabled() or not slot[2].is_inference())):
+        return slot[2]
+    val = compute()
+    csr._cache[key] = (weakref.ref(edge_weight), version, val)
+    return val
+
+
 def _adjacency(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: bool,
                transpose: bool = False) -> Tensor:
     r""":math:`\mathbf{A}` (or :math:`\mathbf{A}^\top`) as a ``torch.sparse_csr`` tensor."""
     if edge_weight is None:  # cached values, no per-call work
         kind = "mean" if mean else "ones"
         return csr.sparse(csr.values(dtype, kind + "_t" if transpose else kind), transpose)
-    val = _csr_values(csr, edge_weight, dtype, mean)
-    return csr.sparse(val.index_select(0, csr.transpose()[2]) if transpose else val, transpose)
+    return csr.sparse(_weighted_values(csr, edge_weight, dtype, mean, transpose), transpose)
 
 
 def _sddmm(csr: CSR, grad_out: Tensor, x: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from graphmoe.models import GATConv, GCNConv, GINConv, SAGEConv
 from graphmoe.models.conv import gcn_norm, gcn_propagate
-from graphmoe.ops import aggregate
+from graphmoe.ops import aggregate, clear_csr_cache
 
 N, F_IN = 12, 8
 
@@ -285,3 +285,31 @@ def test_convs_backward_through_ops_aggregate(graph, monkeypatch):
         calls.clear()
         conv(x, edge_index)
         assert calls, f"{conv} did not call graphmoe.ops.aggregate"
+
+
+def test_gcn_conv_normalisation_is_computed_once_per_graph(graph, monkeypatch):
+    from graphmoe.models.conv import gcn_conv
+
+    x, edge_index, _ = graph
+    calls = []
+    original = gcn_conv.gcn_norm
+    monkeypatch.setattr(gcn_conv, "gcn_norm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    clear_csr_cache()  # the graph fixture's normalisation may be cached by earlier tests
+    conv = GCNConv(F_IN, 5)
+    first = conv(x, edge_index)
+    torch.testing.assert_close(conv(x, edge_index), first)
+    assert len(calls) == 1
+    conv(x, edge_index, torch.rand(edge_index.size(1)))  # weighted: computed at every call
+    assert len(calls) == 2
+
+
+def test_gcn_conv_trains_after_a_first_call_in_inference_mode(graph):
+    x, edge_index, _ = graph
+    clear_csr_cache()
+    conv = GCNConv(F_IN, 5)
+    with torch.inference_mode():
+        expected = conv(x, edge_index)
+    out = conv(x, edge_index)  # the normalisation cached inside inference mode is recomputed
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)
+    assert conv.lin.weight.grad is not None

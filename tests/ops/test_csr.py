@@ -217,3 +217,46 @@ def test_register_csr_rejects_mismatches():
     with pytest.raises(TypeError, match="'csr'"):
         register_csr(edge_index, (good.rowptr, good.col))
     assert register_csr(edge_index, good) is good and to_csr(edge_index, 3) is good
+
+
+# -- derived data cached on the graph --------------------------------------------------------
+
+
+def test_cached_computes_once_per_key():
+    csr = to_csr(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3)
+    calls = []
+    first = csr.cached("norm", lambda: calls.append(1) or torch.ones(3))
+    assert csr.cached("norm", lambda: calls.append(1) or torch.zeros(3)) is first
+    assert csr.cached("other", lambda: torch.zeros(3)).sum() == 0
+    assert len(calls) == 1
+
+
+def test_cached_inference_tensors_are_recomputed_for_autograd():
+    csr = to_csr(torch.tensor([[0, 1], [1, 0]]), 2)
+    with torch.inference_mode():
+        inside = csr.cached("w", lambda: (torch.ones(2), None))
+        assert csr.cached("w", lambda: (torch.zeros(2), None)) is inside
+    outside = csr.cached("w", lambda: (torch.full((2,), 2.0), None))
+    assert not outside[0].is_inference() and outside[0][0] == 2.0
+
+
+def test_fixed_edge_weights_are_permuted_once_and_invalidated_by_edits():
+    edge_index = torch.tensor([[2, 0, 1, 2], [0, 1, 2, 1]])
+    x = torch.randn(3, 4, requires_grad=True)
+    weight = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    csr = to_csr(edge_index, 3)
+    reference = torch.zeros(3, 4).index_add(0, edge_index[1], weight[:, None] * x[edge_index[0]])
+    first = aggregate(x, edge_index, weight)
+    kept = [v for k, v in csr._cache.items() if k[0] == "weighted"]
+    torch.testing.assert_close(first, reference)
+    first.sum().backward()  # the transposed values are kept too
+    torch.testing.assert_close(x.grad, torch.zeros(3).index_add(0, edge_index[0], weight)[:, None]
+                               .expand(3, 4))
+    assert aggregate(x, edge_index, weight) is not None
+    assert [v for k, v in csr._cache.items() if k[0] == "weighted"][0] is kept[0]
+    weight.mul_(2.0)  # an in-place edit: the kept values are stale
+    torch.testing.assert_close(aggregate(x, edge_index, weight), 2 * reference)
+    learned = weight.clone().requires_grad_()  # a learned weight is never kept
+    out = aggregate(x, edge_index, learned)
+    (grad,) = torch.autograd.grad(out.sum(), learned)
+    assert grad.shape == learned.shape

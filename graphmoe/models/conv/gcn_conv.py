@@ -8,7 +8,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from graphmoe.ops import aggregate
+from graphmoe.ops import aggregate, to_csr
 
 
 def gcn_norm(
@@ -146,8 +146,13 @@ class GCNConv(MessagePassing):
             return edge_index, edge_weight, None
         if self._cached is not None:
             return self._cached
-        norm, loop_norm = gcn_norm(edge_index, edge_weight, x.size(0), self.improved,
-                                   self.add_self_loops, x.dtype)
+        if edge_weight is None:  # depends on the graph only: computed once per cached graph
+            key = ("gcn_norm", self.improved, self.add_self_loops, x.dtype)
+            norm, loop_norm = to_csr(edge_index, x.size(0)).cached(key, lambda: gcn_norm(
+                edge_index, None, x.size(0), self.improved, self.add_self_loops, x.dtype))
+        else:
+            norm, loop_norm = gcn_norm(edge_index, edge_weight, x.size(0), self.improved,
+                                       self.add_self_loops, x.dtype)
         if self.cached:
             self._cached = (edge_index, norm, loop_norm)
         return edge_index, norm, loop_norm
