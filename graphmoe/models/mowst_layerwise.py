@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from graphmoe.models.basic_gnn import GCN, GraphSAGE
 from graphmoe.models.conv import GCNConv, SAGEConv
-from graphmoe.models.conv.gcn_conv import gcn_norm
-from graphmoe.models.mowst_receptive import Field, _self_loops
+from graphmoe.models.conv.gcn_conv import cached_gcn_norm, gcn_norm
+from graphmoe.models.mowst_receptive import Field
 from graphmoe.ops import CSR, aggregate
 from graphmoe.ops.aggregate import head_rows, select_rows
 
@@ -97,38 +97,22 @@ def layer_graphs(x: Tensor, edge_index: Tensor, csr: CSR, edge_weight: Tensor | 
 def _gcn_norm(graphs: LayerGraphs, conv: nn.Module,
               dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
     r"""``(norm, loop_norm)`` of :func:`~graphmoe.models.conv.gcn_conv.gcn_norm` (degrees of
-    the full graph) for the field's in-edges and nodes, computed with the same operations in
-    the same order, so the layers reproduce the full-graph outputs bit for bit.
-
-    Unweighted graphs need only node-wise degrees (:math:`O(N)`) and gathers over the field's
-    edges; weighted ones run ``gcn_norm`` on the whole graph (:math:`O(E)`).
+    the full graph) for the field's in-edges and nodes: the full graph's values, gathered, so
+    the layers reproduce the full-graph outputs bit for bit. Unweighted graphs reuse the
+    normalisation :class:`GCNConv` keeps with the cached graph (one :math:`O(E)` pass per
+    graph); weighted ones run ``gcn_norm`` on the whole graph at every call, as the layer does.
     """
     if not conv.normalize:  # plain weighted sum, existing self-loops included
         return graphs.edge_weight, None
-    field, csr = graphs.field, graphs.graph
-    if graphs.graph_weight is not None:
-        norm, loop_norm = gcn_norm(graphs.edge_index, graphs.graph_weight, csr.num_rows,
+    num_nodes = graphs.graph.num_rows
+    if graphs.graph_weight is None:
+        norm, loop_norm = cached_gcn_norm(graphs.edge_index, num_nodes, conv.improved,
+                                          conv.add_self_loops, dtype)
+    else:
+        norm, loop_norm = gcn_norm(graphs.edge_index, graphs.graph_weight, num_nodes,
                                    conv.improved, conv.add_self_loops, dtype)
-        loop_norm = None if loop_norm is None else loop_norm.index_select(0, field.nodes)
-        return graphs.field_edges(norm), loop_norm
-    loop_pos, loop_count = _self_loops(csr)
-    deg = csr.deg
-    loop_weight = None
-    if conv.add_self_loops:  # an existing loop keeps its weight (1), the others get `fill`
-        loop_weight = torch.full((csr.num_rows,), 2.0 if conv.improved else 1.0, dtype=dtype,
-                                 device=deg.device).masked_fill_(loop_count > 0, 1.0)
-        deg = deg - loop_count
-    deg = deg.to(dtype)
-    if loop_weight is not None:
-        deg = deg + loop_weight
-    dis = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
-    dst = csr.row.index_select(0, field.positions)
-    norm = dis.index_select(0, field.sources) * dis.index_select(0, dst)
-    if loop_weight is None:
-        return norm, None
-    if loop_pos.numel() > 0:  # the loop term replaces existing self-loops
-        norm = norm.masked_fill_(field.sources == dst, 0.0)
-    return norm, (dis * loop_weight * dis).index_select(0, field.nodes)
+    loop_norm = None if loop_norm is None else loop_norm.index_select(0, graphs.field.nodes)
+    return graphs.field_edges(norm), loop_norm
 
 
 class _Rows(NamedTuple):
@@ -163,10 +147,10 @@ def _gcn_layer(conv: nn.Module, x: _Rows, csr: CSR, norm: tuple) -> Tensor:
     h = x.source if first else conv.lin(x.source)
     out = aggregate(h, csr, None if weight is None else weight[:csr.num_edges], "sum")
     if loop_norm is not None:
-        out = out + loop_norm[:n].unsqueeze(-1) * x.target(h, n)
+        out = out.add_(loop_norm[:n].unsqueeze(-1) * x.target(h, n))  # as gcn_propagate
     if first:
         out = conv.lin(out)
-    return out if conv.bias is None else out + conv.bias
+    return out if conv.bias is None else out.add_(conv.bias)
 
 
 def _sage_layer(conv: nn.Module, x: _Rows, csr: CSR, weight: Tensor | None) -> Tensor:

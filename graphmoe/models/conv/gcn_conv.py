@@ -52,12 +52,23 @@ def gcn_norm(
     return norm, loop_norm
 
 
+def cached_gcn_norm(edge_index: Tensor, num_nodes: int, improved: bool = False,
+                    add_self_loops: bool = True,
+                    dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
+    """:func:`gcn_norm` of an unweighted graph, computed once per graph and kept with its
+    cached CSR (:meth:`graphmoe.ops.CSR.cached`)."""
+    dtype = dtype or torch.get_default_dtype()
+    key = ("gcn_norm", improved, add_self_loops, dtype)
+    return to_csr(edge_index, num_nodes).cached(key, lambda: gcn_norm(
+        edge_index, None, num_nodes, improved, add_self_loops, dtype))
+
+
 def gcn_propagate(x: Tensor, edge_index: Tensor, norm: Tensor, loop_norm: Tensor | None) -> Tensor:
     r"""One step :math:`\mathbf{\hat{D}}^{-1/2}\mathbf{\hat{A}}\mathbf{\hat{D}}^{-1/2}\mathbf{X}`
     from the output of :func:`gcn_norm`."""
     out = aggregate(x, edge_index, norm, reduce="sum", num_nodes=x.size(0))
     if loop_norm is not None:
-        out = out + loop_norm.unsqueeze(-1) * x
+        out = out.add_(loop_norm.unsqueeze(-1) * x)  # in place: no second [N, F] buffer
     return out
 
 
@@ -147,9 +158,8 @@ class GCNConv(MessagePassing):
         if self._cached is not None:
             return self._cached
         if edge_weight is None:  # depends on the graph only: computed once per cached graph
-            key = ("gcn_norm", self.improved, self.add_self_loops, x.dtype)
-            norm, loop_norm = to_csr(edge_index, x.size(0)).cached(key, lambda: gcn_norm(
-                edge_index, None, x.size(0), self.improved, self.add_self_loops, x.dtype))
+            norm, loop_norm = cached_gcn_norm(edge_index, x.size(0), self.improved,
+                                              self.add_self_loops, x.dtype)
         else:
             norm, loop_norm = gcn_norm(edge_index, edge_weight, x.size(0), self.improved,
                                        self.add_self_loops, x.dtype)
@@ -164,7 +174,7 @@ class GCNConv(MessagePassing):
         else:
             out = gcn_propagate(self.lin(x), edge_index, norm, loop_norm)
         if self.bias is not None:
-            out = out + self.bias
+            out = out.add_(self.bias)
         return out
 
     def aggregates_first(self, x: Tensor) -> bool:
