@@ -188,7 +188,7 @@ class _SpMMLinear(Function):
                 weight_root: Tensor | None, edge_weight: Tensor | None, csr: CSR, mean: bool,
                 spmm: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        ctx.transform_first = _transform_first(weight.shape, need_x, need_w)
+        ctx.transform_first = _transform_first(weight.shape, need_x, need_w, csr)
         ctx.csr, ctx.mean, ctx.spmm = csr, mean, spmm
         adj = _adjacency(csr, edge_weight, x.dtype, mean) if csr.num_edges else None
         agg = None
@@ -237,12 +237,24 @@ class _SpMMLinear(Function):
         return grad_x, grad_w, grad_b, grad_xr, grad_wr, None, None, None, None
 
 
-def _transform_first(weight_shape: torch.Size, need_x: bool, need_w: bool) -> bool:
-    r"""Whether :math:`\mathbf{A}(\mathbf{X}\mathbf{W}^\top)` needs less SpMM work than
-    :math:`(\mathbf{A}\mathbf{X})\mathbf{W}^\top`, counting the backward SpMMs."""
+SPMM_COST = 5.0
+"""Cost of one SpMM multiply-add (an edge times a channel; a random row gather) in units of one
+GEMM multiply-add on CPU: ~0.16 ns against ~0.03 ns here (docs/results.md)."""
+
+
+def _transform_first(weight_shape: torch.Size, need_x: bool, need_w: bool,
+                     csr: CSR) -> bool:
+    r"""Whether :math:`\mathbf{A}(\mathbf{X}\mathbf{W}^\top)` costs less than
+    :math:`(\mathbf{A}\mathbf{X})\mathbf{W}^\top`: the SpMMs (backward ones included) at
+    the output or input width, plus the forward GEMM over the source rows (all of
+    :math:`\mathbf{X}`) or the target rows only. On a square graph the GEMMs cost the same
+    and the SpMM widths decide; on a rectangular one (a layer-wise field: fewer targets than
+    sources) aggregating first also saves the GEMM of the rows no target needs."""
     out_channels, in_channels = weight_shape
-    transformed = out_channels * (1 + (need_x or need_w))
-    aggregated = in_channels * (1 + need_x)
+    spmm = SPMM_COST * csr.num_edges
+    transformed = (spmm * out_channels * (1 + (need_x or need_w))
+                   + csr.num_cols * in_channels * out_channels)
+    aggregated = spmm * in_channels * (1 + need_x) + csr.num_rows * in_channels * out_channels
     return transformed <= aggregated
 
 

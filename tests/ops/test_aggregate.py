@@ -393,6 +393,21 @@ def test_linear_rectangular_csr(reduce):
     torch.testing.assert_close(grad, torch.autograd.grad(full[:6].sum(), x)[0])
 
 
+def test_linear_order_counts_the_gemm_of_unneeded_source_rows():
+    """Square graphs: the SpMM widths decide (transform first when out <= in). A field with
+    far fewer targets than sources aggregates first at equal widths: the GEMM then runs on the
+    target rows only."""
+    edge_index = torch.randint(0, 1000, (2, 10_000), generator=torch.Generator().manual_seed(0))
+    square = to_csr(edge_index, 1000)
+    keep = int(square.rowptr[300])
+    field = CSR(square.rowptr[:301], square.col[:keep], square.perm[:keep], 300, 1000)
+    shape = torch.Size([64, 64])
+    assert spmm_module._transform_first(shape, False, False, square)
+    assert not spmm_module._transform_first(shape, False, False, field)
+    assert spmm_module._transform_first(torch.Size([8, 64]), False, False, field)
+    assert not spmm_module._transform_first(torch.Size([128, 64]), True, True, square)
+
+
 def test_linear_uses_registered_kernel(monkeypatch):
     """A custom kernel registered for the reduction is used (unfused), not bypassed."""
     monkeypatch.setattr(spmm_module, "_KERNELS", dict(spmm_module._KERNELS))
