@@ -17,6 +17,7 @@ from torch.nn import Module, ModuleList, Parameter
 from torch_geometric.nn.inits import glorot, zeros
 
 from graphmoe.models.conv.gcn_conv import gcn_norm, gcn_propagate
+from graphmoe.ops import dropout
 
 __all__ = ["MaskedLinear", "MaskedGCNConv", "MaskedGCN"]
 
@@ -246,14 +247,14 @@ class MaskedGCN(Module):
         self._check(x, edge_index)
         for i, conv in enumerate(self.convs):
             if i > 0:
-                x = F.dropout(x.relu(), p=self.dropout, training=self.training)
+                x = dropout(x.relu(), p=self.dropout, training=self.training)
             x = conv(x, edge_index)
         return x
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Logits of shape ``[num_nodes, out_channels]``."""
         h = self.embed(x, edge_index)
-        h = F.dropout(h.relu(), p=self.dropout, training=self.training)
+        h = dropout(h.relu(), p=self.dropout, training=self.training)
         return self.classifier(h)
 
     def mask_keys(self) -> set[str]:

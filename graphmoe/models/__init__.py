@@ -2,6 +2,7 @@
 from graphmoe.models.basic_gnn import GAT, GCN, GIN, BasicGNN, GraphSAGE
 from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
 from graphmoe.models.dagnn import DAGNN
+from graphmoe.models.dropout import Dropout
 from graphmoe.models.gine import GINE, GINEConv
 from graphmoe.models.gmoe import GMoE, GMoEConv
 from graphmoe.models.gmoe_gin import GMoEGIN, GMoEGINConv
@@ -31,6 +32,7 @@ __all__ = [
     "SAGEConv",
     "GATConv",
     "GINConv",
+    "Dropout",
     "build_model",
     "MODEL_REGISTRY",
 ]

@@ -11,6 +11,7 @@ from torch_geometric.nn.resolver import activation_resolver
 
 from graphmoe.models._validation import check_features, check_graph
 from graphmoe.models.conv import GATConv, GCNConv, GINConv, SAGEConv
+from graphmoe.models.dropout import Dropout
 
 NORMS = ("batch_norm", "layer_norm")
 JK_MODES = ("cat", "max", "last")
@@ -101,7 +102,7 @@ class BasicGNN(torch.nn.Module):
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.out_channels = out_channels if out_channels is not None else hidden_channels
-        self.dropout = torch.nn.Dropout(p=dropout)
+        self.dropout = Dropout(p=dropout)
         self.act = activation_resolver(act) if act is not None else None
         self.norm = norm
         self.residual = residual

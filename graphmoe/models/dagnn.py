@@ -8,6 +8,7 @@ from torch.nn import Linear, ModuleList
 
 from graphmoe.models._validation import check_features, check_graph
 from graphmoe.models.conv.gcn_conv import gcn_norm, gcn_propagate
+from graphmoe.ops import dropout
 
 
 class DAGNN(torch.nn.Module):
@@ -92,7 +93,7 @@ class DAGNN(torch.nn.Module):
     def transform(self, x: Tensor) -> Tensor:
         r""":math:`\mathbf{Z} = \mathrm{MLP}(\mathbf{X})`."""
         for i, lin in enumerate(self.lins):
-            x = lin(F.dropout(x, p=self.dropout, training=self.training))
+            x = lin(dropout(x, p=self.dropout, training=self.training))
             if i < len(self.lins) - 1:
                 x = F.relu(x)
         return x

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.resolver import activation_resolver
 
+from graphmoe.models.dropout import Dropout
 from graphmoe.ops.rowwise import row_log_softmax, row_softmax, row_variance
 
 __all__ = [
@@ -118,7 +119,7 @@ class ConfidenceGate(nn.Module):
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [1]
         self.lins = nn.ModuleList([nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])])
         self.act = activation_resolver(act)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

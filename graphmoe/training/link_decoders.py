@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from graphmoe.ops import dropout
+
 __all__ = ["PAIR_BUDGET", "DotDecoder", "MLPDecoder", "build_decoder"]
 
 #: Scores computed at once when ranking all candidates (bounds the memory of node evaluation).
@@ -57,7 +59,7 @@ class MLPDecoder(nn.Module):
     def forward(self, z_src: Tensor, z_dst: Tensor) -> Tensor:
         h = z_src * z_dst
         for lin in self.lins[:-1]:
-            h = F.dropout(F.relu(lin(h)), p=self.dropout, training=self.training)
+            h = dropout(F.relu(lin(h)), p=self.dropout, training=self.training)
         return self.lins[-1](h).squeeze(-1)
 
     def all_pairs(self, z_src: Tensor, z: Tensor) -> Tensor:

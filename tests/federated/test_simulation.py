@@ -135,6 +135,7 @@ def test_fedavg_equals_the_reference_implementation(cora_clients, tmp_path):
     from torch_geometric.nn import GCNConv
 
     from graphmoe.federated.simulation import CHECKPOINT, seed_all
+    from graphmoe.ops import dropout
 
     class RefGCN(nn.Module):
         def __init__(self, f, d, c):
@@ -142,8 +143,10 @@ def test_fedavg_equals_the_reference_implementation(cora_clients, tmp_path):
             self.conv1, self.conv2, self.clsif = GCNConv(f, d), GCNConv(d, d), nn.Linear(d, c)
 
         def forward(self, x, edge_index):
-            x = F.dropout(F.relu(self.conv1(x, edge_index)), training=self.training)
-            x = F.dropout(F.relu(self.conv2(x, edge_index)), training=self.training)
+            # graphmoe's dropout (F.dropout's distribution, drawn from uniform numbers on CPU):
+            # the same draws as the simulation's model, so the runs must match exactly
+            x = dropout(F.relu(self.conv1(x, edge_index)), training=self.training)
+            x = dropout(F.relu(self.conv2(x, edge_index)), training=self.training)
             return self.clsif(x)
 
     ref_keys = {"convs.0.lin.weight": "conv1.lin.weight", "convs.0.bias": "conv1.bias",

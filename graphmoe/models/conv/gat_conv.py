@@ -10,7 +10,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 from torch_geometric.utils import softmax
 
-from graphmoe.ops import aggregate
+from graphmoe.ops import aggregate, dropout
 
 
 class GATConv(MessagePassing):
@@ -112,7 +112,7 @@ class GATConv(MessagePassing):
             index = torch.cat([index, torch.arange(num_nodes, device=dst.device)])
         alpha = F.leaky_relu(alpha, self.negative_slope)
         alpha = softmax(alpha, index, num_nodes=num_nodes + 1)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        alpha = dropout(alpha, p=self.dropout, training=self.training)
         if not self.add_self_loops:
             return alpha, None
         alpha_edge, alpha_loop = alpha[: src.numel()], alpha[src.numel():]
