@@ -12,7 +12,9 @@ fraction of the nodes to the weak expert:
   ``--subgraph`` also times the subgraph path for GCN/SAGE);
 * ``end_to_end``: ``Mowst.predict`` (weak expert + gate + strong expert + routing) with
   ``conditional=False`` vs ``True``; the weak expert and the gate (dispersion and :math:`G`),
-  which both paths run, are timed alone too (``weak_s``, ``gate_s``);
+  which both paths run, are timed alone too (``weak_s``, ``gate_s``), and so is the
+  conditional path's receptive field with its per-layer CSRs (``field_s``: ``expand`` +
+  ``layer_graphs``);
 
 and checks that the predictions are identical. Graphs:
 
@@ -54,7 +56,8 @@ from torch_geometric.data import Data
 
 from graphmoe.models import build_model
 from graphmoe.models.mowst import Mowst
-from graphmoe.models.mowst_conditional import strong_on_nodes
+from graphmoe.models.mowst_conditional import expand, layer_graphs, strong_on_nodes
+from graphmoe.ops import to_csr
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)  # to the weak expert; 1 - these go to the GNN
 REAL_GRAPHS = ["cornell5", "tolokers", "amazon-photo"]
@@ -122,6 +125,7 @@ def make_model(data: Data, strong: str, hidden: int, gate_input: str) -> Mowst:
 def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, float],
                 repeats: int, subgraph: bool = False, max_fraction: float = 0.9) -> list[dict]:
     x, ei = data.x, data.edge_index
+    csr = to_csr(ei, data.num_nodes)
     rows = []
     with torch.no_grad():
         for frac, thr in thresholds.items():
@@ -136,6 +140,9 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
             fns = {
                 "weak": lambda: model.weak(x, ei),  # shared by both paths, with the gate
                 "gate": lambda weak_logits=weak_logits: model.gate_logit(weak_logits, x),
+                # the conditional path's fixed cost: receptive field and per-layer CSRs
+                "field": lambda need=need: layer_graphs(
+                    x, ei, csr, None, expand(csr, need, model.num_hops)),
                 "gnn_full": lambda: model.strong(x, ei),
                 "gnn_cond": lambda need=need: strong_on_nodes(
                     model.strong, x, ei, None, need, model.num_hops, max_fraction),
@@ -171,7 +178,8 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
                   f"(x{ratio['gnn']:.2f}) |{sub} end-to-end "
                   f"{t['e2e_full'] * 1e3:7.1f} -> {t['e2e_cond'] * 1e3:7.1f} ms "
                   f"(x{ratio['e2e']:.2f}) | shared: weak expert {t['weak'] * 1e3:.1f} ms, gate "
-                  f"{t['gate'] * 1e3:.1f} ms | identical={identical}", flush=True)
+                  f"{t['gate'] * 1e3:.1f} ms | field {t['field'] * 1e3:.1f} ms | "
+                  f"identical={identical}", flush=True)
     return rows
 
 
