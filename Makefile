@@ -32,7 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check graphmoe tests benchmarks
 
 bench: install
-	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+	for script in benchmarks/[!_]*.py; do $(PY) $$script || exit 1; done  # _*.py: helpers
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from _timing import CLOCKS, medians, paired_times  # benchmarks/_timing.py
 
 from graphmoe.ops import dropout
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def step(fn, x: torch.Tensor, p: float, grad: torch.Tensor | None):
@@ -54,16 +51,9 @@ def main() -> None:
     for n in rows:
         x = torch.randn(n, args.columns, requires_grad=True)
         for mode, grad in (("fwd", None), ("fwd_bwd", torch.randn(n, args.columns))):
-            fns = {"graphmoe": step(dropout, x, args.p, grad), "torch": step(F.dropout, x, args.p, grad)}
-            for fn in fns.values():
-                fn()
-            spent: dict[str, list[float]] = {name: [] for name in fns}
-            for _ in range(repeats):
-                for name, fn in fns.items():
-                    start = clock()
-                    fn()
-                    spent[name].append(clock() - start)
-            median = {name: statistics.median(ts) for name, ts in spent.items()}
+            fns = {"graphmoe": step(dropout, x, args.p, grad),
+                   "torch": step(F.dropout, x, args.p, grad)}
+            median = medians(paired_times(fns, repeats, clock))
             case = f"{mode}@{n}x{args.columns}"
             speedup[case] = median["torch"] / median["graphmoe"]
             times[case] = median

@@ -47,10 +47,10 @@ import json
 import os
 import platform
 import statistics
-import time
 import warnings
 
 import torch
+from _timing import CLOCKS, medians, paired_times  # benchmarks/_timing.py
 from torch import Tensor
 from torch_geometric.data import Data
 
@@ -63,24 +63,14 @@ FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)  # to the weak expert; 1 - these go to the
 REAL_GRAPHS = ["cornell5", "tolokers", "amazon-photo"]
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 CLOCK = CLOCKS["wall"]
 
 
 def _paired(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Median time of each function and all its times, the functions taking turns within every
-    repeat (so a change of load on the shared machine hits all of them alike). ``--clock cpu``
-    measures the process's CPU time instead of wall time: with one thread, robust to other
-    jobs."""
-    for fn in fns.values():
-        fn()  # warm-up (CSR caches, allocator)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = CLOCK()
-            fn()
-            times[name].append(CLOCK() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}, times
+    """Median time of each function and all its times (:func:`_timing.paired_times` with
+    ``--clock``)."""
+    times = paired_times(fns, repeats, CLOCK)
+    return medians(times), times
 
 
 def _ratio(times: dict[str, list[float]], new: str, old: str) -> float:

@@ -18,10 +18,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import torch
+from _timing import CLOCKS, medians, paired_times  # benchmarks/_timing.py
 
 from graphmoe.ops import row_log_softmax, row_softmax, row_variance
 
@@ -30,22 +29,6 @@ OPS = {  # name -> (graphmoe, ATen)
     "log_softmax": (row_log_softmax, lambda t: t.log_softmax(-1)),
     "variance": (row_variance, lambda t: t.var(-1, unbiased=False)),
 }
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def paired(fns: dict, repeats: int, clock) -> dict[str, float]:
-    """Median time of each function, taking turns within every repeat."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            times[name].append(clock() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def case(fn, x: torch.Tensor, grad: bool):
     if not grad:
         return lambda: fn(x)
@@ -73,8 +56,9 @@ def main() -> None:
             for op, (ours, aten) in OPS.items():
                 name = f"{op}{'+grad' if grad else ''}@{columns}"
                 with torch.set_grad_enabled(grad):
-                    t = paired({"graphmoe": case(ours, x, grad), "aten": case(aten, x, grad)},
-                               repeats, CLOCKS[args.clock])
+                    t = medians(paired_times({"graphmoe": case(ours, x, grad),
+                                              "aten": case(aten, x, grad)},
+                                             repeats, CLOCKS[args.clock]))
                 speedup[name] = t["aten"] / t["graphmoe"]
                 times[name] = t
                 print(f"{name:>22s}  ATen {t['aten'] * 1e3:7.2f} ms  graphmoe "
