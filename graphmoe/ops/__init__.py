@@ -8,7 +8,7 @@ w.r.t. ``x`` and ``edge_weight``; on CPU the products run in a C++ kernel built 
 Triton kernel (``graphmoe.ops.triton``, imported lazily) gathers and scatters rows in place.
 :func:`row_softmax`, :func:`row_log_softmax` and :func:`row_variance` are the row-wise maps of
 class scores, fast for the few columns where ATen's kernels take a scalar path; :func:`dropout`
-draws its mask from uniform numbers on CPU (ATen's ``bernoulli_`` is ~4x slower there).
+draws its mask from uniform numbers on CPU (ATen's ``bernoulli_`` is ~3x slower there).
 ``graphmoe.ops`` imports nothing else from graphmoe.
 """
 from graphmoe.ops.aggregate import aggregate, aggregate_linear
