@@ -156,6 +156,18 @@ class CSR:
             value = self._cache[key] = compute()
         return value
 
+    def cached_for(self, source: Tensor, key: Hashable, compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()``, derived from the tensor ``source`` (e.g. edge weights put in CSR order),
+        kept in one slot per ``key`` while ``source`` is the same, unmodified tensor: a value
+        reused at every step is computed once, and a new or edited ``source`` replaces it.
+        Inference tensors are recomputed outside inference mode, as in :meth:`cached`."""
+        version = _version(source)
+        slot = self._cache.get(key)
+        if (slot is None or slot[0]() is not source or slot[1] != version
+                or (not torch.is_inference_mode_enabled() and slot[2].is_inference())):
+            slot = self._cache[key] = (weakref.ref(source), version, compute())
+        return slot[2]
+
     def values(self, dtype: torch.dtype, kind: str = "ones") -> Tensor:
         r"""Cached CSR values for unweighted graphs: ``"ones"`` or ``"mean"``
         (:math:`1 / \deg(i)`), and their transposed order (``"ones_t"``, ``"mean_t"``)."""

@@ -26,7 +26,6 @@ dtype; :func:`register_kernel` is the hook for device-specific kernels (``ops/tr
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 
 import torch
@@ -35,7 +34,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from graphmoe.ops import cpu_kernels
-from graphmoe.ops.csr import CSR, _version
+from graphmoe.ops.csr import CSR
 
 __all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter"]
 
@@ -82,17 +81,9 @@ def _weighted_values(csr: CSR, edge_weight: Tensor, dtype: torch.dtype, mean: bo
         val = _csr_values(csr, edge_weight, dtype, mean)
         return val.index_select(0, csr.transpose()[2]) if transpose else val
 
-    if edge_weight.requires_grad:
+    if edge_weight.requires_grad:  # a learned weight changes at every step
         return compute()
-    key = ("weighted", dtype, mean, transpose)
-    version = _version(edge_weight)
-    slot = csr._cache.get(key)
-    if (slot is not None and slot[0]() is edge_weight and slot[1] == version
-            and (torch.is_inference_mode_enabled() or not slot[2].is_inference())):
-        return slot[2]
-    val = compute()
-    csr._cache[key] = (weakref.ref(edge_weight), version, val)
-    return val
+    return csr.cached_for(edge_weight, ("weighted", dtype, mean, transpose), compute)
 
 
 def _adjacency(csr: CSR, edge_weight: Tensor | None, dtype: torch.dtype, mean: bool,
