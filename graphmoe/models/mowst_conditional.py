@@ -90,12 +90,11 @@ def _full_graph_stats(num_nodes: int, num_edges: int, routed: int, **extra: floa
 def _layerwise_stats(graphs: LayerGraphs, num_nodes: int, num_edges: int) -> dict:
     """Fractions of the graph touched; ``aggregation_fraction``: edges aggregated over all
     layers, over ``num_layers * num_edges`` (what full inference aggregates)."""
-    sizes, csrs = graphs.field.sizes, graphs.csrs
-    read = csrs[0].num_edges if csrs else 0
-    per_layer = sum(c.num_edges for c in csrs)
+    sizes, in_edges = graphs.field.sizes, graphs.field.in_edges
+    read = in_edges[-1] if in_edges else 0
     return {"node_fraction": sizes[-1] / max(num_nodes, 1),
             "edge_fraction": read / max(num_edges, 1),
-            "aggregation_fraction": per_layer / max(len(csrs) * num_edges, 1),
+            "aggregation_fraction": sum(in_edges) / max(len(in_edges) * num_edges, 1),
             "nodes_touched": float(sizes[-1]), "edges_touched": float(read),
             "compensation_edges": 0.0, "routed_strong": float(sizes[0]),
             "layerwise": 1.0, "full_graph": 0.0}

@@ -1,8 +1,9 @@
 r"""Layer-wise evaluation of GCN and GraphSAGE on shrinking receptive fields (Mowst's strong
 expert under conditional inference): layer :math:`l` of :math:`L` is computed only on the rows
-of :math:`V_{L-l-1}`, over rectangular CSRs sliced from one relabelled CSR of the field's
-in-edges (:func:`layer_graphs`, :func:`layerwise_rows`), reproducing the full-graph outputs.
-See :mod:`graphmoe.models.mowst_conditional` for the derivation.
+of :math:`V_{L-l-1}`, straight from the graph's cached CSR with
+:func:`graphmoe.ops.row_subset.aggregate_rows` (:func:`layer_graphs`, :func:`layerwise_rows`),
+reproducing the full-graph outputs. See :mod:`graphmoe.models.mowst_conditional` for the
+derivation.
 """
 from __future__ import annotations
 
@@ -17,13 +18,9 @@ from graphmoe.models.basic_gnn import GCN, GraphSAGE
 from graphmoe.models.conv import GCNConv, SAGEConv
 from graphmoe.models.conv.gcn_conv import cached_gcn_norm, gcn_norm
 from graphmoe.models.mowst_receptive import Field
-from graphmoe.ops import CSR, aggregate
+from graphmoe.ops import CSR
 from graphmoe.ops.aggregate import head_rows, select_rows
-
-try:  # the fused SAGE kernel (sum/mean aggregation and linear maps in one operation)
-    from graphmoe.ops.aggregate import aggregate_linear
-except ImportError:  # pragma: no cover - older graphmoe.ops: the unfused path
-    aggregate_linear = None
+from graphmoe.ops.row_subset import aggregate_rows
 
 __all__ = ["LayerGraphs", "layer_graphs", "layerwise_rows", "supports_layerwise"]
 
@@ -37,155 +34,122 @@ def supports_layerwise(model: nn.Module, num_hops: int | None) -> bool:
 
 
 class LayerGraphs(NamedTuple):
-    r"""What :func:`layerwise_rows` runs on: the field's features and one CSR per layer.
+    r"""What :func:`layerwise_rows` runs on: the graph, its features and the field.
 
-    Layer :math:`l = 0, \dots, L - 1` maps the rows of :math:`V_{L-l}` to those of
-    :math:`V_{L-l-1}` (:class:`Field` order); ``csrs[l]`` is a rectangular CSR over those rows
-    and columns, a prefix of one relabelled CSR (rows of :math:`V_{L-1}` in the field's order,
-    their in-edges in the graph's CSR order, so every sum runs in the full-graph order).
+    Layer :math:`l = 0, \dots, L - 1` computes the rows of the first
+    ``field.sizes[L - l - 1]`` field nodes (:math:`V_{L-l-1}`) from the rows of
+    :math:`V_{L-l}`, over the in-edges of those targets in the graph's own CSR. After the first
+    layer, a layer's input holds the rows of a prefix of ``field.nodes``; ``position`` maps a
+    node id to its place in ``field.nodes`` (entries outside the field are never read).
     """
 
     x: Tensor
-    """The graph's features (all nodes; the first layer reads the rows ``field.nodes``)."""
-    csrs: list[CSR]
+    """The graph's features (all nodes)."""
     field: Field
     graph: CSR
     edge_index: Tensor
-    graph_weight: Tensor | None
-    """The graph's edge weights (``edge_index`` order), or ``None``."""
     edge_weight: Tensor | None
-    """Weights of the field's in-edges (``field.positions`` order), or ``None``."""
+    """The graph's edge weights (``edge_index`` order), or ``None``."""
+    position: Tensor
     graph_ids: bool = False
-    """Whether the first layer's columns are the graph's node ids (else field positions)."""
-
-    def field_edges(self, values: Tensor) -> Tensor:
-        """``values`` given in ``edge_index`` order, for the field's in-edges."""
-        return values.index_select(0, self.graph.perm.index_select(0, self.field.positions))
+    """Whether the first layer reads the graph's features in place (else the field's rows,
+    gathered: fields with less than half of the nodes)."""
 
 
 def layer_graphs(x: Tensor, edge_index: Tensor, csr: CSR, edge_weight: Tensor | None,
                  field: Field) -> LayerGraphs:
-    """Relabel the field's in-edges once and slice one CSR per layer out of them.
-
-    When the field holds half of the nodes or more, the first layer keeps the graph's node ids
-    as columns (it reads the graph's features in place: no gather of ``x``, and only the
-    in-edges of the later layers are relabelled).
-    """
-    sizes, num_hops = field.sizes, field.num_hops
-    graph_ids = 2 * sizes[-1] >= csr.num_rows
-    relabel = 0  # in-edges whose source needs its field position: rows of V_{L-2} or V_{L-1}
-    if num_hops > int(graph_ids):
-        relabel = int(field.rowptr[sizes[-3] if graph_ids else sizes[-2]])
-    new_id = torch.empty(csr.num_rows, dtype=torch.long, device=x.device)
-    new_id[field.nodes] = torch.arange(field.nodes.numel(), device=x.device)
-    col = new_id.index_select(0, field.sources[:relabel])  # much faster than new_id[...]
-    csrs = []
-    for layer in range(num_hops):
-        rows, cols = sizes[num_hops - layer - 1], sizes[num_hops - layer]
-        ptr = field.rowptr[:rows + 1]
-        if layer == 0 and graph_ids:
-            csrs.append(CSR.from_arrays(ptr, field.sources[:int(ptr[-1])], csr.num_rows,
-                                        validate=False))
-        else:
-            csrs.append(CSR.from_arrays(ptr, col[:int(ptr[-1])], cols, validate=False))
-    graphs = LayerGraphs(x, csrs, field, csr, edge_index, edge_weight, None, graph_ids)
-    if edge_weight is None:
-        return graphs
-    return graphs._replace(edge_weight=graphs.field_edges(edge_weight))
+    """The field's position map; the first layer reads ``x`` in place when the field holds
+    half of the nodes or more (no gather of ``x``)."""
+    position = torch.empty(csr.num_rows, dtype=torch.long, device=x.device)
+    position[field.nodes] = torch.arange(field.nodes.numel(), device=x.device)
+    graph_ids = 2 * field.sizes[-1] >= csr.num_rows
+    return LayerGraphs(x, field, csr, edge_index, edge_weight, position, graph_ids)
 
 
 def _gcn_norm(graphs: LayerGraphs, conv: nn.Module,
               dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
-    r"""``(norm, loop_norm)`` of :func:`~graphmoe.models.conv.gcn_conv.gcn_norm` (degrees of
-    the full graph) for the field's in-edges and nodes: the full graph's values, gathered, so
-    the layers reproduce the full-graph outputs bit for bit. Unweighted graphs reuse the
-    normalisation :class:`GCNConv` keeps with the cached graph (one :math:`O(E)` pass per
-    graph); weighted ones run ``gcn_norm`` on the whole graph at every call, as the layer does.
-    """
+    r"""``(norm, loop_norm)`` of :func:`~graphmoe.models.conv.gcn_conv.gcn_norm` on the whole
+    graph (degrees of the full graph), as :class:`GCNConv` computes it: unweighted graphs reuse
+    the normalisation kept with the cached graph (one :math:`O(E)` pass per graph), and its
+    CSR-order values are shared with the full-graph layers; weighted ones run ``gcn_norm`` at
+    every call, as the layer does."""
     if not conv.normalize:  # plain weighted sum, existing self-loops included
         return graphs.edge_weight, None
     num_nodes = graphs.graph.num_rows
-    if graphs.graph_weight is None:
-        norm, loop_norm = cached_gcn_norm(graphs.edge_index, num_nodes, conv.improved,
-                                          conv.add_self_loops, dtype)
-    else:
-        norm, loop_norm = gcn_norm(graphs.edge_index, graphs.graph_weight, num_nodes,
-                                   conv.improved, conv.add_self_loops, dtype)
-    loop_norm = None if loop_norm is None else loop_norm.index_select(0, graphs.field.nodes)
-    return graphs.field_edges(norm), loop_norm
+    if graphs.edge_weight is None:
+        return cached_gcn_norm(graphs.edge_index, num_nodes, conv.improved,
+                               conv.add_self_loops, dtype)
+    return gcn_norm(graphs.edge_index, graphs.edge_weight, num_nodes, conv.improved,
+                    conv.add_self_loops, dtype)
 
 
 class _Rows(NamedTuple):
-    """A layer's input. ``source``: the tensor whose rows the layer's CSR columns index (the
-    previous layer's output, or the graph's or the field's features for the first layer);
-    ``index``: with graph-id columns, the graph ids of the field's nodes (the targets are rows
-    ``index[:n]`` of ``source``), else ``None`` (the targets are the first rows)."""
+    """A layer's input ``source`` and ``x_index`` (node id -> row of ``source``; ``None``: the
+    rows are node ids). Without ``x_index`` the targets are gathered by id, with it they are
+    the first rows (targets are a prefix of the field's nodes)."""
 
     source: Tensor
-    index: Tensor | None = None
+    x_index: Tensor | None = None
 
-    def target(self, t: Tensor, n: int) -> Tensor:
-        """The rows of the first ``n`` field nodes in ``t`` (indexed like ``source``)."""
-        return head_rows(t, n) if self.index is None else select_rows(t, self.index[:n])
+    def target(self, t: Tensor, targets: Tensor) -> Tensor:
+        """The rows of ``targets`` in ``t`` (indexed like ``source``)."""
+        if self.x_index is None:
+            return select_rows(t, targets)
+        return head_rows(t, targets.numel())
 
-    def map_target(self, fn: Callable[[Tensor], Tensor], n: int, out_channels: int) -> Tensor:
+    def map_target(self, fn: Callable[[Tensor], Tensor], targets: Tensor,
+                   out_channels: int) -> Tensor:
         """``fn`` (row-wise, to ``out_channels``) on the targets: applied to every row first
         when that is cheaper than gathering wide rows (most rows, fewer channels out)."""
-        if (self.index is not None and 2 * n >= self.source.size(0)
+        if (self.x_index is None and 2 * targets.numel() >= self.source.size(0)
                 and out_channels < self.source.size(1)):
-            return self.target(fn(self.source), n)
-        return fn(self.target(self.source, n))
+            return self.target(fn(self.source), targets)
+        return fn(self.target(self.source, targets))
 
 
-def _gcn_layer(conv: nn.Module, x: _Rows, csr: CSR, norm: tuple) -> Tensor:
-    """``GCNConv.forward`` on the rows of ``csr`` (its targets: the first ``csr.num_rows``
-    input rows), with the operations of ``gcn_propagate`` in the same order and the linear map
-    on the same side (:meth:`GCNConv.aggregates_first`: then only on the target rows)."""
+def _gcn_layer(conv: nn.Module, x: _Rows, graphs: LayerGraphs, targets: Tensor,
+               norm: tuple) -> Tensor:
+    """``GCNConv.forward`` on the rows ``targets``, with the operations of ``gcn_propagate`` in
+    the same order and the linear map on the same side (:meth:`GCNConv.aggregates_first`: then
+    only on the target rows)."""
     weight, loop_norm = norm
-    n = csr.num_rows
     first = conv.aggregates_first(x.source)
     h = x.source if first else conv.lin(x.source)
-    out = aggregate(h, csr, None if weight is None else weight[:csr.num_edges], "sum")
-    if loop_norm is not None:
-        out = out.add_(loop_norm[:n].unsqueeze(-1) * x.target(h, n))  # as gcn_propagate
+    out = aggregate_rows(h, graphs.graph, targets, weight, "sum", x.x_index,
+                         self_weight=loop_norm)  # as gcn_propagate
     if first:
         out = conv.lin(out)
     return out if conv.bias is None else out.add_(conv.bias)
 
 
-def _sage_layer(conv: nn.Module, x: _Rows, csr: CSR, weight: Tensor | None) -> Tensor:
-    """``SAGEConv.forward`` on the rows of ``csr`` (``project``, root weight, normalize),
-    through the fused ``aggregate_linear`` of :mod:`graphmoe.ops` when it is available."""
-    weight = None if weight is None else weight[:csr.num_edges]
-    n, lin, out_channels = csr.num_rows, conv.lin_l, conv.out_channels
+def _sage_layer(conv: nn.Module, x: _Rows, graphs: LayerGraphs, targets: Tensor) -> Tensor:
+    """``SAGEConv.forward`` on the rows ``targets`` (``project``, root weight, normalize): the
+    neighbour map before the aggregation when it narrows the features (sum, mean), after it
+    otherwise."""
+    lin, reduce, out_channels = conv.lin_l, conv.reduce, conv.out_channels
     project = getattr(conv, "lin", None)
     h = x.source if project is None else project(x.source).relu()
-    root_apart = conv.lin_r is not None and (  # wide features: project all rows, then gather
-        x.index is not None and 2 * n >= x.source.size(0) and out_channels < x.source.size(1))
-    if aggregate_linear is not None:
-        fused_root = conv.lin_r is not None and not root_apart
-        out = aggregate_linear(h, csr, lin.weight, lin.bias, weight, conv.reduce,
-                               x_root=x.target(x.source, n) if fused_root else None,
-                               weight_root=conv.lin_r.weight if fused_root else None)
-    elif conv.reduce != "max" and out_channels < h.size(1):  # projection first, as SAGEConv
-        out = aggregate(F.linear(h, lin.weight), csr, weight, conv.reduce)
+    sparse = h.layout != torch.strided
+    if reduce != "max" and (sparse or out_channels < h.size(1)):
+        out = aggregate_rows(F.linear(h, lin.weight), graphs.graph, targets, graphs.edge_weight,
+                             reduce, x.x_index)
         out = out if lin.bias is None else out.add_(lin.bias)
     else:
-        out = lin(aggregate(h, csr, weight, conv.reduce))
-    if conv.lin_r is not None and (root_apart or aggregate_linear is None):
-        out = out + x.map_target(conv.lin_r, n, out_channels)
+        out = lin(aggregate_rows(h.to_dense() if sparse else h, graphs.graph, targets,
+                                 graphs.edge_weight, reduce, x.x_index))
+    if conv.lin_r is not None:
+        out = out + x.map_target(conv.lin_r, targets, out_channels)
     return F.normalize(out, p=2.0, dim=-1) if conv.normalize else out
 
 
-def _conv_layer(conv: nn.Module, x: _Rows, graphs: LayerGraphs, layer: int,
+def _conv_layer(conv: nn.Module, x: _Rows, graphs: LayerGraphs, targets: Tensor,
                 norms: dict) -> Tensor:
-    csr = graphs.csrs[layer]
     if type(conv) is GCNConv:
         key = (conv.normalize, conv.add_self_loops, conv.improved)
         if key not in norms:
             norms[key] = _gcn_norm(graphs, conv, x.source.dtype)
-        return _gcn_layer(conv, x, csr, norms[key])
-    return _sage_layer(conv, x, csr, graphs.edge_weight)
+        return _gcn_layer(conv, x, graphs, targets, norms[key])
+    return _sage_layer(conv, x, graphs, targets)
 
 
 def layerwise_rows(model: nn.Module, graphs: LayerGraphs) -> Tensor:
@@ -199,23 +163,25 @@ def layerwise_rows(model: nn.Module, graphs: LayerGraphs) -> Tensor:
     :func:`graphmoe.ops.aggregate.select_rows`).
     """
     num_layers, jk = model.num_layers, model.jk_mode
-    nodes = graphs.field.nodes
-    x = _Rows(graphs.x, nodes) if graphs.graph_ids else _Rows(select_rows(graphs.x, nodes))
+    nodes, sizes = graphs.field.nodes, graphs.field.sizes
+    x = (_Rows(graphs.x) if graphs.graph_ids
+         else _Rows(select_rows(graphs.x, nodes), graphs.position))
     xs, norms = [], {}
     for i in range(num_layers):
-        h = _conv_layer(model.convs[i], x, graphs, i, norms)
+        targets = nodes[:sizes[num_layers - i - 1]]
+        h = _conv_layer(model.convs[i], x, graphs, targets, norms)
         if model.residual:
-            h = h + x.map_target(model.skips[i], h.size(0), h.size(1))
+            h = h + x.map_target(model.skips[i], targets, h.size(1))
         if i < num_layers - 1 or jk is not None:
             h = model.norms[i](h)
             if model.act is not None:
                 h = model.act(h)
             h = model.dropout(h)
             xs.append(h)
-        x = _Rows(h)
+        x = _Rows(h, graphs.position)
     if jk is None:
         return x.source
-    seeds = graphs.field.sizes[0]
+    seeds = sizes[0]
     if jk == "cat":
         out = torch.cat([h[:seeds] for h in xs], dim=-1)
     elif jk == "max":

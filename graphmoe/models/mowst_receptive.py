@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from graphmoe.ops import CSR, register_csr, to_csr
 from graphmoe.ops.aggregate import select_rows
+from graphmoe.ops.row_subset import ragged_arange, sources_of
 
 __all__ = [
     "Field",
@@ -65,31 +66,18 @@ def _no_graph_cache(model: nn.Module) -> Iterator[None]:
                 setattr(module, key, value)
 
 
-def _ragged(starts: Tensor, counts: Tensor, total: int | None = None) -> Tensor:
-    """Concatenation of the ranges ``starts[i] .. starts[i] + counts[i] - 1``."""
-    total = int(counts.sum()) if total is None else total
-    if total == 0:
-        return starts.new_empty(0)
-    ends = torch.cumsum(counts, 0)
-    shift = torch.repeat_interleave(starts - (ends - counts), counts, output_size=total)
-    return shift.add_(torch.arange(total, device=starts.device))
-
-
 class Field(NamedTuple):
     r"""The nodes within ``num_hops`` hops upstream of some seeds, by hop distance.
 
     ``nodes[:sizes[k]]`` are the nodes within :math:`k` hops (:math:`V_k`), sorted by
-    distance, then by id (``nodes[:sizes[0]]`` are the seeds in node order). ``positions``
-    are the positions in the graph's CSR of the in-edges of :math:`V_{L-1}`, row after row in
-    that order, ``sources`` their sources (``csr.col[positions]``) and ``rowptr`` the row
-    pointers of those rows (``rowptr[sizes[k]]`` in-edges for :math:`V_k`).
+    distance, then by id (``nodes[:sizes[0]]`` are the seeds in node order);
+    ``in_edges[k]`` is the number of in-edges of :math:`V_k`, for :math:`k < L` (what a layer
+    computing the rows of :math:`V_k` reads).
     """
 
     nodes: Tensor
     sizes: tuple[int, ...]
-    rowptr: Tensor
-    positions: Tensor
-    sources: Tensor
+    in_edges: tuple[int, ...]
 
     @property
     def num_hops(self) -> int:
@@ -108,36 +96,26 @@ def expand(csr: CSR, seeds: Tensor, num_hops: int,
            max_edges: float | None = None) -> Field | None:
     """The :class:`Field` of the bool mask ``seeds`` by frontier expansion on ``csr``.
 
-    Each hop reads only the in-edges of the current frontier (one ragged gather of the CSR)
-    and marks their sources in a boolean mask. Returns ``None`` as soon as the in-edges of
-    :math:`V_{L-1}` are known to number ``max_edges`` or more (checked before every gather).
+    Each hop marks the sources of the current frontier's in-edges
+    (:func:`graphmoe.ops.row_subset.sources_of`: a compiled pass over those rows of the CSR on
+    CPU) and keeps the nodes not seen before. Returns ``None`` as soon as the in-edges of
+    :math:`V_{L-1}` are known to number ``max_edges`` or more (checked before every hop).
     """
     deg = csr.deg
     seen = seeds.clone()
     level = seeds.nonzero().view(-1)
-    levels, counts, positions, sources = [level], [], [], []
-    needed = 0
+    levels, in_edges = [level], []
     for _ in range(num_hops):
-        counts.append(deg.index_select(0, level))  # index_select: faster than deg[level]
-        total = int(counts[-1].sum())
-        needed += total
-        if max_edges is not None and needed >= max_edges:  # E(V_{L-1}) >= what we have
+        # index_select: faster than deg[level]
+        in_edges.append((in_edges[-1] if in_edges else 0) + int(deg.index_select(0, level).sum()))
+        if max_edges is not None and in_edges[-1] >= max_edges:  # E(V_{L-1}) >= what we have
             return None
-        positions.append(_ragged(csr.rowptr.index_select(0, level), counts[-1], total))
-        sources.append(csr.col.index_select(0, positions[-1]))
-        reached = torch.zeros_like(seen)
-        reached[sources[-1]] = True
-        new = reached.logical_and_(seen.logical_not())
+        new = sources_of(csr, level).logical_and_(seen.logical_not())
         seen.logical_or_(new)
         level = new.nonzero().view(-1)
         levels.append(level)
     sizes = tuple(torch.tensor([lv.numel() for lv in levels]).cumsum(0).tolist())
-    rowptr = deg.new_zeros(sizes[-2] + 1 if num_hops else 1)
-    if num_hops:
-        torch.cumsum(torch.cat(counts), 0, out=rowptr[1:])
-    empty = deg.new_empty(0)
-    return Field(torch.cat(levels), sizes, rowptr, torch.cat([empty, *positions]),
-                 torch.cat([empty, *sources]))
+    return Field(torch.cat(levels), sizes, tuple(in_edges))
 
 
 def receptive_field(edge_index: Tensor, seeds: Tensor, num_hops: int,
@@ -240,8 +218,8 @@ def receptive_subgraph(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
 
     starts = rowptr[:keep.numel()]
     rows_in = keep[inner]
-    src_pos = _ragged(csr.rowptr[rows_in], deg[rows_in])
-    dst_pos = _ragged(starts[inner], deg[rows_in])
+    src_pos = ragged_arange(csr.rowptr[rows_in], deg[rows_in])
+    dst_pos = ragged_arange(starts[inner], deg[rows_in])
     col[dst_pos] = new_id.index_select(0, csr.col.index_select(0, src_pos))
     if w_csr is not None:
         weight[dst_pos] = w_csr.index_select(0, src_pos)
@@ -250,7 +228,7 @@ def receptive_subgraph(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None
         start = starts[~inner]
         if bool((loops > 0).any()):
             pos = loop_pos[dist[csr.row[loop_pos]] == num_hops]  # boundary loops, row order
-            loop_dst = _ragged(start[loops > 0], loops[loops > 0])
+            loop_dst = ragged_arange(start[loops > 0], loops[loops > 0])
             col[loop_dst] = new_id[csr.col[pos]]
             if w_csr is not None:
                 weight[loop_dst] = w_csr[pos]

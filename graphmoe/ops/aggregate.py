@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphmoe.ops.csr import CSR, to_csr
-from graphmoe.ops.spmm import REDUCTIONS, select_kernel, select_linear_kernel
+from graphmoe.ops.spmm import REDUCTIONS, select_kernel, select_linear_kernel, spmm_sum_self
 
 __all__ = ["aggregate", "aggregate_linear", "select_rows", "head_rows"]
 
@@ -17,6 +17,8 @@ def aggregate(
     edge_weight: Tensor | None = None,
     reduce: str = "sum",
     num_nodes: int | None = None,
+    *,
+    self_weight: Tensor | None = None,
 ) -> Tensor:
     r"""Aggregates source features into targets along ``edge_index`` (PyG's
     ``source_to_target`` flow):
@@ -46,6 +48,10 @@ def aggregate(
             (default: ``"sum"``)
         num_nodes (int, optional): Number of nodes; defaults to ``x.size(0)`` and must equal
             it.
+        self_weight (torch.Tensor, optional): For ``reduce="sum"``: adds
+            :math:`s_i \mathbf{x}_i` to every :math:`\mathbf{o}_i` (``[num_nodes]``; a
+            self-loop term such as GCN's, without adding self-loop edges). Without a gradient to
+            compute it is fused into the compiled CPU kernel.
 
     :rtype: :class:`torch.Tensor` of shape ``[num_nodes, F]``
     """
@@ -53,13 +59,20 @@ def aggregate(
     if x.layout != torch.strided:
         raise ValueError(f"'aggregate' needs dense features, got x.layout={x.layout}: transform "
                          f"sparse features first (F.linear, or aggregate_linear)")
+    if self_weight is not None:
+        self_weight = check_self_weight(self_weight, csr, x, reduce)
     if not torch.is_grad_enabled():
         # Autograd functions see `requires_grad` even under `no_grad`: detach so that the
         # kernels skip the work done only for backward (arg-max, saved tensors).
-        x = x.detach()
-        edge_weight = None if edge_weight is None else edge_weight.detach()
-    kernel = select_kernel(x.device, reduce, x.dtype)
-    return kernel(x.contiguous(), csr, edge_weight)
+        x, edge_weight, self_weight = x.detach(), _detached(edge_weight), _detached(self_weight)
+    x = x.contiguous()
+    if self_weight is None:
+        return select_kernel(x.device, reduce, x.dtype)(x, csr, edge_weight)
+    fused = spmm_sum_self(x, csr, edge_weight, self_weight)
+    if fused is not None:
+        return fused
+    out = select_kernel(x.device, reduce, x.dtype)(x, csr, edge_weight)
+    return out.add_(self_weight.unsqueeze(-1) * x)  # in place: no second [N, F] buffer
 
 
 def aggregate_linear(
@@ -119,9 +132,9 @@ def aggregate_linear(
             if t is not None and t.layout != torch.strided:
                 _check_sparse(name, t)
     if not torch.is_grad_enabled():  # as in `aggregate`: skip the work done for backward
-        x, weight, bias, x_root, weight_root, edge_weight = (
-            None if t is None else t.detach()
-            for t in (x, weight, bias, x_root, weight_root, edge_weight))
+        x, weight, bias, x_root, weight_root = (
+            None if t is None else t.detach() for t in (x, weight, bias, x_root, weight_root))
+        edge_weight = _detached(edge_weight)
     if sparse:
         return _sparse_aggregate_linear(x, csr, weight, bias, edge_weight, reduce, x_root,
                                         weight_root)
@@ -162,6 +175,29 @@ def _check_sparse(name: str, x: Tensor) -> None:
     if x.requires_grad:
         raise ValueError(f"sparse '{name}' must not require grad: gradients flow to the "
                          f"weights only")
+
+
+def check_self_weight(self_weight: Tensor, csr: CSR, x: Tensor, reduce: str) -> Tensor:
+    """``self_weight`` validated for :func:`aggregate` (in ``x``'s dtype)."""
+    if reduce != "sum":
+        raise ValueError(f"'self_weight' needs reduce='sum', got {reduce!r}")
+    if not isinstance(self_weight, Tensor) or self_weight.dim() != 1 \
+            or self_weight.numel() != csr.num_rows:
+        raise ValueError(f"'self_weight' must have shape [{csr.num_rows}], got "
+                         f"{list(getattr(self_weight, 'shape', []))}")
+    if csr.num_rows != csr.num_cols:
+        raise ValueError("'self_weight' needs a square graph (as many targets as sources)")
+    if self_weight.device != x.device:
+        raise ValueError(f"'self_weight' is on {self_weight.device} but 'x' is on {x.device}")
+    return self_weight.to(x.dtype)
+
+
+def _detached(edge_weight: Tensor | None) -> Tensor | None:
+    """``edge_weight`` without its gradient path; the very same tensor when it has none, so
+    that the CSR-order values kept for it (a cached GCN normalisation) are found again."""
+    if edge_weight is None or not edge_weight.requires_grad:
+        return edge_weight
+    return edge_weight.detach()
 
 
 def select_rows(x: Tensor, index: Tensor) -> Tensor:

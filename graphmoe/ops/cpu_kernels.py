@@ -28,7 +28,8 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-__all__ = ["load", "available", "spmm_sum", "spmm_max", "PREFETCH_DISTANCE"]
+__all__ = ["load", "available", "spmm_sum", "spmm_sum_rows", "spmm_max", "mark_columns",
+           "PREFETCH_DISTANCE"]
 
 SOURCE = Path(__file__).with_name("csrc") / "spmm_cpu.cpp"
 PREFETCH_DISTANCE = 32
@@ -79,13 +80,18 @@ def available() -> bool:
     return load() is not None
 
 
-def spmm_sum(adj: Tensor, x: Tensor) -> Tensor | None:
-    """``adj @ x`` for a CPU ``torch.sparse_csr`` ``adj`` with the compiled kernel; ``None``
-    when the kernel does not apply (not built, dtype other than float32/float64)."""
+def spmm_sum(adj: Tensor, x: Tensor, self_weight: Tensor | None = None) -> Tensor | None:
+    """``adj @ x`` for a CPU ``torch.sparse_csr`` ``adj`` with the compiled kernel, plus
+    ``self_weight[i] * x[i]`` in row ``i`` (square ``adj``) when given; ``None`` when the kernel
+    does not apply (not built, dtype other than float32/float64)."""
     module = load()
     if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype:
         return None
-    return module.spmm_sum(adj, x.contiguous(), PREFETCH_DISTANCE)
+    return module.spmm_sum(adj, x.contiguous(), PREFETCH_DISTANCE, _self(self_weight, x))
+
+
+def _self(self_weight: Tensor | None, x: Tensor) -> Tensor:
+    return x.new_empty(0) if self_weight is None else self_weight.to(x.dtype).contiguous()
 
 
 def spmm_max(adj: Tensor, x: Tensor, with_source: bool) -> tuple[Tensor, Tensor] | None:
@@ -97,3 +103,25 @@ def spmm_max(adj: Tensor, x: Tensor, with_source: bool) -> tuple[Tensor, Tensor]
     if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype or x.size(0) >= 2**31:
         return None
     return module.spmm_max(adj, x.contiguous(), with_source, PREFETCH_DISTANCE)
+
+
+def spmm_sum_rows(adj: Tensor, x: Tensor, rows: Tensor, x_index: Tensor | None,
+                  self_weight: Tensor | None = None) -> Tensor | None:
+    """Rows ``rows`` (int64) of :func:`spmm_sum`, each computed as it computes them
+    (bit-identical); with ``x_index`` (int64, one entry per column of ``adj``) node ``j`` reads
+    row ``x_index[j]`` of ``x``. ``None`` when the kernel does not apply."""
+    module = load()
+    if module is None or x.dtype not in _DTYPES or adj.dtype != x.dtype:
+        return None
+    index = rows.new_empty(0) if x_index is None else x_index
+    return module.spmm_sum_rows(adj, x.contiguous(), rows, index, PREFETCH_DISTANCE,
+                                _self(self_weight, x))
+
+
+def mark_columns(rowptr: Tensor, col: Tensor, rows: Tensor, num_cols: int) -> Tensor | None:
+    """Bool ``[num_cols]``: the columns of the entries of rows ``rows`` (int64) of a CSR;
+    ``None`` without the compiled kernel."""
+    module = load()
+    if module is None:
+        return None
+    return module.mark_columns(rowptr, col, rows, num_cols)

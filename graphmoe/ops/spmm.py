@@ -36,7 +36,8 @@ from torch.autograd.function import once_differentiable
 from graphmoe.ops import cpu_kernels
 from graphmoe.ops.csr import CSR
 
-__all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter"]
+__all__ = ["Kernel", "select_kernel", "select_linear_kernel", "register_kernel", "gather_scatter",
+           "spmm_sum_self"]
 
 Kernel = Callable[[Tensor, CSR, "Tensor | None"], Tensor]
 """``kernel(x, csr, edge_weight) -> out``; ``edge_weight`` in ``edge_index`` order."""
@@ -54,6 +55,19 @@ def _spmm_cpu(adj: Tensor, x: Tensor) -> Tensor:
     # autograd wrapper.
     out = cpu_kernels.spmm_sum(adj, x)
     return _spmm_aten(adj, x) if out is None else out
+
+
+def spmm_sum_self(x: Tensor, csr: CSR, edge_weight: Tensor | None,
+                  self_weight: Tensor) -> Tensor | None:
+    r""":math:`\mathbf{o}_i = \sum_{j \to i} w_{ji}\mathbf{x}_j + s_i \mathbf{x}_i` in one
+    pass of the compiled CPU kernel, when it applies: CPU, the default sum kernel (none
+    registered in its place), no gradient to compute, float32/float64; else ``None``."""
+    if (x.device.type != "cpu" or _KERNELS.get(("cpu", "sum")) is not _CPU_SUM
+            or csr.num_edges == 0 or x.dtype not in _FAST_DTYPES
+            or (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (x, edge_weight, self_weight)))):
+        return None
+    return cpu_kernels.spmm_sum(_adjacency(csr, edge_weight, x.dtype, False), x, self_weight)
 
 
 def _spmm_aten(adj: Tensor, x: Tensor) -> Tensor:
@@ -426,8 +440,9 @@ def _reference(reduce: str) -> Kernel:
 # ---------------------------------------------------------------------------------------------
 # Dispatch
 
+_CPU_SUM = _sum_kernel(_spmm_cpu, mean=False)
 _KERNELS: dict[tuple[str, str], Kernel] = {
-    ("cpu", "sum"): _sum_kernel(_spmm_cpu, mean=False),
+    ("cpu", "sum"): _CPU_SUM,
     ("cpu", "mean"): _sum_kernel(_spmm_cpu, mean=True),
     ("cpu", "max"): _max_cpu,
     ("cuda", "sum"): _sum_kernel(_spmm_generic, mean=False),

@@ -16,7 +16,7 @@ from graphmoe.models.mowst_conditional import (
     strong_on_nodes,
     supports_layerwise,
 )
-from graphmoe.ops import to_csr
+from graphmoe.ops import cpu_kernels, to_csr
 
 N, F_IN, C = 150, 12, 4
 
@@ -121,10 +121,12 @@ def test_layerwise_with_edge_weights(graph, name, kwargs):
     check_rows(strong(name, 2, **kwargs), x, edge_index, weight)
 
 
-@pytest.mark.parametrize("kwargs", SAGE_VARIANTS)
-def test_layerwise_sage_without_the_fused_kernel(graph, kwargs, monkeypatch):
-    monkeypatch.setattr(mowst_layerwise, "aggregate_linear", None)
-    check_rows(strong("sage", 2, **kwargs), *graph)
+@pytest.mark.parametrize("name,kwargs", [("gcn", {}), *(("sage", kw) for kw in SAGE_VARIANTS)])
+def test_layerwise_without_the_compiled_kernels(graph, name, kwargs, monkeypatch):
+    """Where the compiled row-subset kernels are missing, the gathered sub-CSR path is used."""
+    monkeypatch.setattr(cpu_kernels, "spmm_sum_rows", lambda *args: None)
+    monkeypatch.setattr(cpu_kernels, "mark_columns", lambda *args: None)
+    check_rows(strong(name, 2, **kwargs), *graph)
 
 
 def test_subgraph_path_still_exact(graph):
@@ -171,13 +173,13 @@ def test_field_matches_dense_reachability(graph):
         field = expand(csr, nodes, 3)
         assert torch.equal(field.distance(N), expected)
         assert torch.equal(receptive_field(edge_index, nodes, 3, N), expected)
-        # sorted by distance then id; the rowptr counts the in-edges of V_0..V_2
+        # sorted by distance then id; in_edges counts the in-edges of V_0, V_1, V_2
         dist = expected[field.nodes]
         assert bool((dist.diff() >= 0).all())
         assert field.sizes == tuple(int(((expected >= 0) & (expected <= k)).sum())
                                     for k in range(4))
-        assert int(field.rowptr[-1]) == int(csr.deg[field.nodes[:field.sizes[2]]].sum())
-        assert torch.equal(field.sources, csr.col[field.positions])
+        assert field.in_edges == tuple(int(csr.deg[field.nodes[:field.sizes[k]]].sum())
+                                       for k in range(3))
 
 
 def test_max_fraction_falls_back_to_the_full_graph(graph):
@@ -219,8 +221,8 @@ def test_uses_only_public_ops_api():
 
 
 def test_first_layer_reads_graph_ids_for_large_fields(graph):
-    """Large fields: the first layer's CSR keeps graph ids (no gather of x); small ones use
-    field positions. Both give the full-graph rows."""
+    """Large fields: the first layer reads x in place by graph id (no gather of x); small ones
+    gather the field's rows. Both give the full-graph rows."""
     x, edge_index = graph
     csr = to_csr(edge_index, N)
     model = strong("sage", 2, hidden_channels=8, residual=True)
@@ -230,7 +232,21 @@ def test_first_layer_reads_graph_ids_for_large_fields(graph):
         for nodes in masks():
             graphs = layer_graphs(x, edge_index, csr, None, expand(csr, nodes, 2))
             seen.add(graphs.graph_ids)
-            assert graphs.csrs[0].num_cols == (N if graphs.graph_ids else graphs.field.sizes[2])
+            assert graphs.graph_ids == (2 * graphs.field.sizes[2] >= N)
             torch.testing.assert_close(layerwise_rows(model, graphs), full[nodes],
                                        atol=1e-5, rtol=1e-5)
     assert seen == {True, False}
+
+
+@pytest.mark.skipif(not cpu_kernels.available(), reason="needs the compiled CPU kernels")
+@pytest.mark.parametrize("kwargs", [{}, {"improved": True}, {"add_self_loops": False}])
+def test_layerwise_gcn_is_bit_identical_with_the_compiled_kernel(kwargs):
+    """Each row is summed by the same compiled code, in the same order, as in the full pass;
+    with an input no wider than the output both paths aggregate first."""
+    x, edge_index = make_graph(seed=4, isolated=0)
+    model = strong("gcn", 2, hidden_channels=F_IN, **kwargs)
+    with torch.no_grad():
+        full = model(x, edge_index)
+        for nodes in masks():
+            rows, _ = strong_on_nodes(model, x, edge_index, None, nodes, 2, max_fraction=1.0)
+            assert torch.equal(rows, full[nodes])

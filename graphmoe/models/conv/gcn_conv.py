@@ -66,10 +66,8 @@ def cached_gcn_norm(edge_index: Tensor, num_nodes: int, improved: bool = False,
 def gcn_propagate(x: Tensor, edge_index: Tensor, norm: Tensor, loop_norm: Tensor | None) -> Tensor:
     r"""One step :math:`\mathbf{\hat{D}}^{-1/2}\mathbf{\hat{A}}\mathbf{\hat{D}}^{-1/2}\mathbf{X}`
     from the output of :func:`gcn_norm`."""
-    out = aggregate(x, edge_index, norm, reduce="sum", num_nodes=x.size(0))
-    if loop_norm is not None:
-        out = out.add_(loop_norm.unsqueeze(-1) * x)  # in place: no second [N, F] buffer
-    return out
+    return aggregate(x, edge_index, norm, reduce="sum", num_nodes=x.size(0),
+                     self_weight=loop_norm)  # the self-loops: fused on CPU
 
 
 class GCNConv(MessagePassing):

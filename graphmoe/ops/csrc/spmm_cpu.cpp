@@ -12,6 +12,7 @@
 #include <ATen/SparseCsrTensorImpl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <vector>
 
@@ -21,9 +22,11 @@ constexpr int kSliceBytes = 256;
 
 template <typename scalar_t, typename index_t, int W>
 void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* values,
-                const scalar_t* x, scalar_t* out, int64_t begin, int64_t end, int64_t num_cols,
-                int64_t offset, int64_t width, int64_t nnz, int64_t distance) {
+                const scalar_t* x, const scalar_t* self_weight, scalar_t* out, int64_t begin,
+                int64_t end, int64_t num_cols, int64_t offset, int64_t width, int64_t nnz,
+                int64_t distance) {
   // `W` is the compile-time slice width; `width <= W` the features actually in this slice.
+  // With `self_weight` (square A), row i also adds self_weight[i] * x[i] after its entries.
   for (int64_t i = begin; i < end; ++i) {
     scalar_t acc[W];
     for (int j = 0; j < W; ++j) acc[j] = scalar_t(0);
@@ -43,20 +46,111 @@ void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* value
         for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
       }
     }
+    if (self_weight) {
+      const scalar_t v = self_weight[i];
+      const scalar_t* row = x + i * num_cols + offset;
+      if (width == W) {
+#pragma omp simd
+        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
+      } else {
+        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
+      }
+    }
+    scalar_t* target = out + i * num_cols + offset;
+    for (int64_t j = 0; j < width; ++j) target[j] = acc[j];
+  }
+}
+
+// The selected rows' entries, walked `distance` entries ahead of the product to prefetch the
+// x rows it will read. Row i of the selection spans CSR positions [starts[i], starts[i] +
+// entries[i + 1] - entries[i]) (both arrays built once per call: sequential reads here).
+struct AheadCursor {
+  const int64_t* starts;
+  const int64_t* entries;
+  int64_t end, row, k, stop;
+
+  AheadCursor(const int64_t* starts_, const int64_t* entries_, int64_t begin, int64_t end_,
+              int64_t distance)
+      : starts(starts_), entries(entries_), end(end_), row(begin - 1), k(0), stop(0) {
+    settle();
+    for (int64_t step = 0; step < distance && valid(); ++step) advance();
+  }
+  bool valid() const { return row < end; }
+  void settle() {
+    while (k >= stop && ++row < end) {
+      k = starts[row];
+      stop = k + entries[row + 1] - entries[row];
+    }
+  }
+  void advance() {
+    ++k;
+    settle();
+  }
+};
+
+// `rows_slice` on the rows `rows[begin..end)`, x row `x_index[col[k]]` (or `col[k]`) for entry
+// k: the same accumulation, entry by entry in the same order, so every row equals the one
+// `rows_slice` computes. An entry whose x row falls outside [0, x_rows) is skipped and flagged.
+template <typename scalar_t, typename index_t, int W, bool kIndexed>
+void subset_rows_slice(const int64_t* starts, const int64_t* entries, const index_t* col,
+                       const scalar_t* values, const scalar_t* x, const scalar_t* self_weight,
+                       const int64_t* rows, const int64_t* x_index, int64_t x_rows,
+                       scalar_t* out, int64_t begin, int64_t end, int64_t num_cols,
+                       int64_t offset, int64_t width, int64_t distance, std::atomic<bool>* bad) {
+  AheadCursor ahead(starts, entries, begin, end, distance);
+  for (int64_t i = begin; i < end; ++i) {
+    scalar_t acc[W];
+    for (int j = 0; j < W; ++j) acc[j] = scalar_t(0);
+    const int64_t stop = starts[i] + entries[i + 1] - entries[i];
+    for (int64_t k = starts[i]; k < stop; ++k) {
+      if (ahead.valid()) {
+        const int64_t next = kIndexed ? x_index[col[ahead.k]] : int64_t(col[ahead.k]);
+        const char* p = reinterpret_cast<const char*>(x + next * num_cols + offset);
+        for (int64_t b = 0; b < width * int64_t(sizeof(scalar_t)); b += 64)
+          __builtin_prefetch(p + b, 0, 1);
+        ahead.advance();
+      }
+      const scalar_t v = values ? values[k] : scalar_t(1);
+      const int64_t source = kIndexed ? x_index[col[k]] : int64_t(col[k]);
+      if (kIndexed && static_cast<uint64_t>(source) >= static_cast<uint64_t>(x_rows)) {
+        bad->store(true, std::memory_order_relaxed);
+        continue;
+      }
+      const scalar_t* row = x + source * num_cols + offset;
+      if (width == W) {
+#pragma omp simd
+        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
+      } else {
+        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
+      }
+    }
+    const int64_t self = kIndexed ? x_index[rows[i]] : rows[i];
+    if (self_weight && kIndexed && static_cast<uint64_t>(self) >= static_cast<uint64_t>(x_rows)) {
+      bad->store(true, std::memory_order_relaxed);
+    } else if (self_weight) {
+      const scalar_t v = self_weight[rows[i]];
+      const scalar_t* row = x + self * num_cols + offset;
+      if (width == W) {
+#pragma omp simd
+        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
+      } else {
+        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
+      }
+    }
     scalar_t* target = out + i * num_cols + offset;
     for (int64_t j = 0; j < width; ++j) target[j] = acc[j];
   }
 }
 
 // Row boundaries of `chunks` pieces with (nearly) equal numbers of entries.
-template <typename index_t>
-std::vector<int64_t> balanced_rows(const index_t* rowptr, int64_t num_rows, int64_t chunks) {
+template <typename ptr_t>
+std::vector<int64_t> balanced_rows(const ptr_t* rowptr, int64_t num_rows, int64_t chunks) {
   std::vector<int64_t> bounds(chunks + 1, num_rows);
   bounds[0] = 0;
   const int64_t nnz = rowptr[num_rows];
   for (int64_t c = 1; c < chunks; ++c) {
     const int64_t target = nnz * c / chunks;
-    bounds[c] = std::lower_bound(rowptr, rowptr + num_rows + 1, index_t(target)) - rowptr;
+    bounds[c] = std::lower_bound(rowptr, rowptr + num_rows + 1, ptr_t(target)) - rowptr;
     bounds[c] = std::max(bounds[c], bounds[c - 1]);
   }
   return bounds;
@@ -104,11 +198,13 @@ void rows_slice_max(const index_t* rowptr, const index_t* col, const scalar_t* v
 template <typename scalar_t, typename index_t>
 void spmm_impl(const torch::Tensor& rowptr, const torch::Tensor& col, const torch::Tensor& values,
                const torch::Tensor& x, torch::Tensor& out, int32_t* source_t, bool max,
-               int64_t distance) {
+               int64_t distance, const torch::Tensor& self_weight = torch::Tensor()) {
   constexpr int W = kSliceBytes / sizeof(scalar_t);
   const index_t* rp = rowptr.data_ptr<index_t>();
   const index_t* c = col.data_ptr<index_t>();
   const scalar_t* v = values.numel() ? values.data_ptr<scalar_t>() : nullptr;
+  const scalar_t* sw = self_weight.defined() && self_weight.numel()
+                           ? self_weight.data_ptr<scalar_t>() : nullptr;
   const scalar_t* xp = x.data_ptr<scalar_t>();
   scalar_t* op = out.data_ptr<scalar_t>();
   const int64_t num_rows = rowptr.numel() - 1, num_cols = x.size(1), nnz = col.numel();
@@ -123,8 +219,9 @@ void spmm_impl(const torch::Tensor& rowptr, const torch::Tensor& col, const torc
                                                bounds[chunk + 1], num_rows, num_cols, offset,
                                                width, nnz, distance);
         else
-          rows_slice<scalar_t, index_t, W>(rp, c, v, xp, op, bounds[chunk], bounds[chunk + 1],
-                                           num_cols, offset, width, nnz, distance);
+          rows_slice<scalar_t, index_t, W>(rp, c, v, xp, sw, op, bounds[chunk],
+                                           bounds[chunk + 1], num_cols, offset, width, nnz,
+                                           distance);
       }
     }
   });
@@ -154,14 +251,27 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> csr_arrays(const torch::
   return {impl->compressed_indices(), impl->plain_indices(), impl->values()};
 }
 
-torch::Tensor spmm_sum(torch::Tensor adj, torch::Tensor x, int64_t distance) {
+// A self term for square products: row i adds self_weight[i] * x[i] (none if empty).
+void check_self_weight(const torch::Tensor& self_weight, const torch::Tensor& x,
+                       int64_t num_rows, int64_t num_cols) {
+  if (self_weight.numel() == 0) return;
+  TORCH_CHECK(self_weight.dim() == 1 && self_weight.is_contiguous() &&
+                  self_weight.numel() == num_rows && self_weight.scalar_type() == x.scalar_type(),
+              "self_weight must be a contiguous 1-D tensor of x's dtype with one entry per row");
+  TORCH_CHECK(num_rows == num_cols, "a self term needs a square adjacency");
+}
+
+torch::Tensor spmm_sum(torch::Tensor adj, torch::Tensor x, int64_t distance,
+                       torch::Tensor self_weight) {
   auto [rowptr, col, values] = csr_arrays(adj);
   check_inputs(rowptr, col, values, x);
+  check_self_weight(self_weight, x, rowptr.numel() - 1, adj.size(1));
   auto out = torch::empty({rowptr.numel() - 1, x.size(1)}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_sum", [&] {
     AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "spmm_sum_index", [&] {
-      spmm_impl<scalar_t, index_t>(rowptr, col, values, x, out, nullptr, false, distance);
+      spmm_impl<scalar_t, index_t>(rowptr, col, values, x, out, nullptr, false, distance,
+                                   self_weight);
     });
   });
   return out;
@@ -187,7 +297,94 @@ std::tuple<torch::Tensor, torch::Tensor> spmm_max(torch::Tensor adj, torch::Tens
   return {out, source_t};
 }
 
+// Rows `rows` of A X (the sum product of `spmm_sum`, with its self term), x row `x_index[j]`
+// for node j when `x_index` is given (x then holds only the rows that are read). Each row is
+// computed as `spmm_sum` computes it: same operations, same order.
+torch::Tensor spmm_sum_rows(torch::Tensor adj, torch::Tensor x, torch::Tensor rows,
+                            torch::Tensor x_index, int64_t distance, torch::Tensor self_weight) {
+  auto [rowptr, col, values] = csr_arrays(adj);
+  check_inputs(rowptr, col, values, x);
+  check_self_weight(self_weight, x, rowptr.numel() - 1, adj.size(1));
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == torch::kLong && rows.is_contiguous(),
+              "rows must be a contiguous 1-D int64 tensor");
+  TORCH_CHECK(x_index.numel() == 0 || (x_index.dim() == 1 && x_index.is_contiguous() &&
+                                       x_index.scalar_type() == torch::kLong &&
+                                       x_index.numel() == adj.size(1)),
+              "x_index must be a contiguous int64 tensor with one entry per column of adj");
+  TORCH_CHECK(x_index.numel() || x.size(0) == adj.size(1),
+              "without x_index, x needs one row per column of adj");
+  const int64_t m = rows.numel(), num_rows = rowptr.numel() - 1, num_cols = x.size(1);
+  auto out = torch::empty({m, num_cols}, x.options());
+  if (out.numel() == 0) return out;
+  const int64_t* r = rows.data_ptr<int64_t>();
+  const int64_t* xi = x_index.numel() ? x_index.data_ptr<int64_t>() : nullptr;
+  std::atomic<bool> bad{false};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spmm_sum_rows", [&] {
+    AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "spmm_sum_rows_index", [&] {
+      constexpr int W = kSliceBytes / sizeof(scalar_t);
+      const index_t* rp = rowptr.data_ptr<index_t>();
+      std::vector<int64_t> starts(m), entries(m + 1, 0);  // first entry; entries cumulated
+      for (int64_t i = 0; i < m; ++i) {
+        TORCH_CHECK(r[i] >= 0 && r[i] < num_rows, "rows[", i, "] = ", r[i],
+                    " is out of range for a CSR with ", num_rows, " rows");
+        starts[i] = rp[r[i]];
+        entries[i + 1] = entries[i] + (rp[r[i] + 1] - rp[r[i]]);
+      }
+      const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(m, 8 * at::get_num_threads()));
+      const std::vector<int64_t> bounds = balanced_rows(entries.data(), m, chunks);
+      const index_t* c = col.data_ptr<index_t>();
+      const scalar_t* v = values.numel() ? values.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* sw = self_weight.numel() ? self_weight.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      scalar_t* op = out.data_ptr<scalar_t>();
+      at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+        for (int64_t chunk = first; chunk < last; ++chunk)
+          for (int64_t offset = 0; offset < num_cols; offset += W) {
+            const int64_t width = std::min<int64_t>(W, num_cols - offset);
+            if (xi)
+              subset_rows_slice<scalar_t, index_t, W, true>(
+                  starts.data(), entries.data(), c, v, xp, sw, r, xi, x.size(0), op, bounds[chunk], bounds[chunk + 1],
+                  num_cols, offset, width, distance, &bad);
+            else
+              subset_rows_slice<scalar_t, index_t, W, false>(
+                  starts.data(), entries.data(), c, v, xp, sw, r, nullptr, x.size(0), op, bounds[chunk], bounds[chunk + 1],
+                  num_cols, offset, width, distance, &bad);
+          }
+      });
+    });
+  });
+  TORCH_CHECK(!bad.load(), "x_index maps a node read by the selected rows outside the ",
+              x.size(0), " rows of x");
+  return out;
+}
+
+// Bool mask over the columns: true for the column of every entry of the rows `rows`.
+torch::Tensor mark_columns(torch::Tensor rowptr, torch::Tensor col, torch::Tensor rows,
+                           int64_t num_cols) {
+  TORCH_CHECK(rowptr.dim() == 1 && col.dim() == 1 && rowptr.is_contiguous() &&
+              col.is_contiguous() && rowptr.scalar_type() == col.scalar_type(),
+              "expects contiguous 1-D rowptr and col of one dtype");
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == torch::kLong && rows.is_contiguous(),
+              "rows must be a contiguous 1-D int64 tensor");
+  auto mask = torch::zeros({num_cols}, rows.options().dtype(torch::kBool));
+  bool* out = mask.data_ptr<bool>();
+  const int64_t* r = rows.data_ptr<int64_t>();
+  const int64_t num_rows = rowptr.numel() - 1;
+  AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "mark_columns", [&] {
+    const index_t* rp = rowptr.data_ptr<index_t>();
+    const index_t* c = col.data_ptr<index_t>();
+    for (int64_t i = 0; i < rows.numel(); ++i) {
+      TORCH_CHECK(r[i] >= 0 && r[i] < num_rows, "rows[", i, "] = ", r[i],
+                  " is out of range for a CSR with ", num_rows, " rows");
+      for (index_t k = rp[r[i]]; k < rp[r[i] + 1]; ++k) out[c[k]] = true;
+    }
+  });
+  return mask;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("spmm_sum_rows", &spmm_sum_rows, "rows of a CSR x dense sum product (CPU)");
+  m.def("mark_columns", &mark_columns, "columns of the entries of some CSR rows (CPU)");
   m.def("spmm_sum", &spmm_sum, "CSR x dense sum product (CPU)");
   m.def("spmm_max", &spmm_max, "CSR x dense max product and its arg-max sources (CPU)");
 }
