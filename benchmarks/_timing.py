@@ -29,3 +29,25 @@ def paired_times(fns: dict[str, Callable[[], object]], repeats: int,
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def steady_heap(limit: int = 2**31 - 1) -> bool:
+    """Ask glibc's malloc to keep freed memory (no trimming, no per-buffer mmap), so that large
+    buffers are not page-faulted in again at every call; the same as starting Python with
+    ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` set high. Timings then measure
+    the computation, not the allocator's reaction to the order of the calls (paired runs of
+    two implementations with different buffer sizes otherwise make one of them fault more).
+    Returns whether it applied (glibc only)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, limit) == 1
+               for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD))

@@ -13,8 +13,8 @@ fraction of the nodes to the weak expert:
 * ``end_to_end``: ``Mowst.predict`` (weak expert + gate + strong expert + routing) with
   ``conditional=False`` vs ``True``; the weak expert and the gate (dispersion and :math:`G`),
   which both paths run, are timed alone too (``weak_s``, ``gate_s``), and so is the
-  conditional path's receptive field with its per-layer CSRs (``field_s``: ``expand`` +
-  ``layer_graphs``);
+  conditional path's receptive field and its node-to-row map (``field_s``: ``expand`` +
+  ``layerwise_input``);
 
 and checks that the predictions are identical. Graphs:
 
@@ -27,7 +27,11 @@ and checks that the predictions are identical. Graphs:
 
 The implementations take turns within every repeat, so a change of load on a shared machine
 hits them alike; times are medians over ``--repeats``, ratios (``x0.61``, ``*_ratio``) the
-median over the repeats of conditional / full within the repeat.
+median over the repeats of conditional / full within the repeat. With glibc's default malloc,
+the full pass's 25 MB buffers are page-faulted in again after the conditional pass's smaller
+ones were freed (the heap is trimmed), which inflates the full pass by up to ~30% in paired runs;
+``--steady-heap`` keeps freed memory in the heap (``_timing.steady_heap``) and measures the
+computation alone.
 
     GRAPHMOE_DATA=../shared/datasets python benchmarks/mowst_inference.py   # both graphs
     python benchmarks/mowst_inference.py --no-real --fractions 0.5          # CSBM, half routed
@@ -50,13 +54,13 @@ import statistics
 import warnings
 
 import torch
-from _timing import CLOCKS, medians, paired_times  # benchmarks/_timing.py
+from _timing import CLOCKS, medians, paired_times, steady_heap  # benchmarks/_timing.py
 from torch import Tensor
 from torch_geometric.data import Data
 
 from graphmoe.models import build_model
 from graphmoe.models.mowst import Mowst
-from graphmoe.models.mowst_conditional import expand, layer_graphs, strong_on_nodes
+from graphmoe.models.mowst_conditional import expand, layerwise_input, strong_on_nodes
 from graphmoe.ops import to_csr
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)  # to the weak expert; 1 - these go to the GNN
@@ -130,8 +134,8 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
             fns = {
                 "weak": lambda: model.weak(x, ei),  # shared by both paths, with the gate
                 "gate": lambda weak_logits=weak_logits: model.gate_logit(weak_logits, x),
-                # the conditional path's fixed cost: receptive field and per-layer CSRs
-                "field": lambda need=need: layer_graphs(
+                # the conditional path's fixed cost: receptive field and node-to-row map
+                "field": lambda need=need: layerwise_input(
                     x, ei, csr, None, expand(csr, need, model.num_hops)),
                 "gnn_full": lambda: model.strong(x, ei),
                 "gnn_cond": lambda need=need: strong_on_nodes(
@@ -200,7 +204,11 @@ def main() -> None:
                         help="also time the receptive-subgraph path (no layer-wise evaluation)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall time, or the process's CPU time (use with one thread)")
+    parser.add_argument("--steady-heap", action="store_true",
+                        help="keep freed memory in malloc (no page faults from trimming), so "
+                             "that the order of the paired calls does not change their cost")
     args = parser.parse_args()
+    steady = steady_heap() if args.steady_heap else False
     global CLOCK
     CLOCK = CLOCKS[args.clock]
     warnings.filterwarnings("ignore")
@@ -234,7 +242,7 @@ def main() -> None:
         "rows": rows,
         "strong": args.strong,
         "max_fraction": args.max_fraction,
-        "threads": torch.get_num_threads(), "clock": args.clock,
+        "threads": torch.get_num_threads(), "clock": args.clock, "steady_heap": steady,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

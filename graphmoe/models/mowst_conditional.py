@@ -25,12 +25,13 @@ mode: in training mode dropout masks and batch statistics depend on the node set
 **Layer-wise evaluation** (GCN and GraphSAGE, :func:`layerwise_rows`). Only the last layer
 needs outputs on :math:`S = V_0`; layer :math:`l` (of :math:`L`) needs them on :math:`V_{L-l-1}`,
 the nodes within :math:`L - l - 1` hops, and reads the rows of :math:`V_{L-l}`. The field is
-found by frontier expansion on the graph's cached CSR (:func:`expand`: one ragged gather of the
-frontier's in-edges per hop, boolean masks, no ``k_hop_subgraph``), its nodes sorted by
-distance so that every :math:`V_k` is a prefix. The in-edges of :math:`V_{L-1}` gathered by
-the last hop, relabelled once, form one CSR whose row prefixes are the per-layer rectangular
-CSRs (:meth:`graphmoe.ops.CSR.from_arrays`, aggregated by :func:`graphmoe.ops.aggregate`), with
-no sort and no COO. GCN's normalisation uses the full graph's degrees (no compensation edges).
+found by frontier expansion on the graph's cached CSR (:func:`expand`: per hop, the sources of
+the frontier's in-edges marked by :func:`graphmoe.ops.sources_of`; no ``k_hop_subgraph``), its
+nodes sorted by distance so that every :math:`V_k` is a prefix. Each layer computes its rows with
+:func:`graphmoe.ops.aggregate_rows` straight from the graph's CSR (the first layer reading the
+graph's features in place, later ones the previous layer's rows through a node-to-row map): no
+sub-CSR, no sort, no COO. GCN's normalisation uses the full graph's degrees (no compensation
+edges).
 
 This module holds the entry points (:func:`strong_on_nodes`, :func:`rows_of`); the receptive
 field and subgraph extraction are in :mod:`graphmoe.models.mowst_receptive`, the layer-wise
@@ -43,8 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from graphmoe.models.mowst_layerwise import (
-    LayerGraphs,
-    layer_graphs,
+    LayerwiseInput,
+    layerwise_input,
     layerwise_rows,
     supports_layerwise,
 )
@@ -63,10 +64,10 @@ from graphmoe.ops.aggregate import select_rows
 
 __all__ = [
     "Field",
-    "LayerGraphs",
+    "LayerwiseInput",
     "Subgraph",
     "expand",
-    "layer_graphs",
+    "layerwise_input",
     "layerwise_rows",
     "needs_source_degree",
     "receptive_field",
@@ -87,10 +88,10 @@ def _full_graph_stats(num_nodes: int, num_edges: int, routed: int, **extra: floa
             "routed_strong": float(routed), "layerwise": 0.0, "full_graph": 1.0, **extra}
 
 
-def _layerwise_stats(graphs: LayerGraphs, num_nodes: int, num_edges: int) -> dict:
+def _layerwise_stats(field: Field, num_nodes: int, num_edges: int) -> dict:
     """Fractions of the graph touched; ``aggregation_fraction``: edges aggregated over all
     layers, over ``num_layers * num_edges`` (what full inference aggregates)."""
-    sizes, in_edges = graphs.field.sizes, graphs.field.in_edges
+    sizes, in_edges = field.sizes, field.in_edges
     read = in_edges[-1] if in_edges else 0
     return {"node_fraction": sizes[-1] / max(num_nodes, 1),
             "edge_fraction": read / max(num_edges, 1),
@@ -152,8 +153,8 @@ def strong_on_nodes(
         return (strong(x, edge_index, edge_weight)[nodes],
                 _full_graph_stats(num_nodes, num_edges, routed, **extra))
     if layerwise and supports_layerwise(strong, num_hops):
-        graphs = layer_graphs(x, edge_index, csr, edge_weight, field)
-        return layerwise_rows(strong, graphs), _layerwise_stats(graphs, num_nodes, num_edges)
+        inputs = layerwise_input(x, edge_index, csr, edge_weight, field)
+        return layerwise_rows(strong, inputs), _layerwise_stats(field, num_nodes, num_edges)
     sub = receptive_subgraph(x, edge_index, edge_weight, nodes, num_hops,
                              needs_source_degree(strong), dist=field.distance(num_nodes))
     return run_on_subgraph(strong, sub), {**sub.stats, "layerwise": 0.0, "full_graph": 0.0}

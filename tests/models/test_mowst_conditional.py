@@ -10,7 +10,7 @@ from graphmoe.models import build_model, mowst_conditional, mowst_layerwise, mow
 from graphmoe.models.mowst import Mowst
 from graphmoe.models.mowst_conditional import (
     expand,
-    layer_graphs,
+    layerwise_input,
     layerwise_rows,
     receptive_field,
     strong_on_nodes,
@@ -230,10 +230,10 @@ def test_first_layer_reads_graph_ids_for_large_fields(graph):
         full = model(x, edge_index)
         seen = set()
         for nodes in masks():
-            graphs = layer_graphs(x, edge_index, csr, None, expand(csr, nodes, 2))
-            seen.add(graphs.graph_ids)
-            assert graphs.graph_ids == (2 * graphs.field.sizes[2] >= N)
-            torch.testing.assert_close(layerwise_rows(model, graphs), full[nodes],
+            inputs = layerwise_input(x, edge_index, csr, None, expand(csr, nodes, 2))
+            seen.add(inputs.graph_ids)
+            assert inputs.graph_ids == (2 * inputs.field.sizes[2] >= N)
+            torch.testing.assert_close(layerwise_rows(model, inputs), full[nodes],
                                        atol=1e-5, rtol=1e-5)
     assert seen == {True, False}
 

@@ -27,12 +27,14 @@ def rows_of(seed: int = 1):
 
 @pytest.fixture(params=["compiled", "gathered"])
 def kernels(request, monkeypatch):
-    """Both implementations: the compiled kernels, and the gathered sub-CSR fallback."""
+    """Both implementations: the compiled kernels, and the fallbacks without them (a gathered
+    sub-CSR, ATen's product and a separate self term)."""
     if request.param == "compiled" and not cpu_kernels.available():
         pytest.skip("no compiled kernel here")
     if request.param == "gathered":
         monkeypatch.setattr(cpu_kernels, "spmm_sum_rows", lambda *args: None)
         monkeypatch.setattr(cpu_kernels, "mark_columns", lambda *args: None)
+        monkeypatch.setattr(cpu_kernels, "spmm_sum", lambda *args: None)
     return request.param
 
 

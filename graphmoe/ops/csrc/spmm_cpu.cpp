@@ -19,6 +19,9 @@
 namespace {
 
 constexpr int kSliceBytes = 256;
+// Rows ahead whose entry arrays (col, values) the row-subset product prefetches: the selected
+// rows may lie anywhere in the CSR, so their entries are not read in one stream.
+constexpr int64_t kRowsAhead = 16;
 
 template <typename scalar_t, typename index_t, int W>
 void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* values,
@@ -99,6 +102,10 @@ void subset_rows_slice(const int64_t* starts, const int64_t* entries, const inde
                        int64_t offset, int64_t width, int64_t distance, std::atomic<bool>* bad) {
   AheadCursor ahead(starts, entries, begin, end, distance);
   for (int64_t i = begin; i < end; ++i) {
+    if (i + kRowsAhead < end) {  // the row's entry arrays, wherever the row lies in the CSR
+      __builtin_prefetch(col + starts[i + kRowsAhead], 0, 1);
+      if (values) __builtin_prefetch(values + starts[i + kRowsAhead], 0, 1);
+    }
     scalar_t acc[W];
     for (int j = 0; j < W; ++j) acc[j] = scalar_t(0);
     const int64_t stop = starts[i] + entries[i + 1] - entries[i];
