@@ -54,7 +54,7 @@ def check_graph(
 ) -> None:
     """Require a ``[2, num_edges]`` integer ``edge_index`` within ``[0, num_nodes)``.
 
-    The range check reads one min and one max (a single device sync on CUDA).
+    The range check is one pass (``aminmax``; a single device sync on CUDA).
     """
     if edge_index is None:
         raise ValueError(f"{owner} needs an edge_index of shape [2, num_edges], got None")
@@ -69,7 +69,7 @@ def check_graph(
     if edge_index.dtype != torch.long:
         raise TypeError(f"{owner} expects edge_index of dtype torch.long, got {edge_index.dtype}")
     if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
+        lo, hi = (int(v) for v in torch.aminmax(edge_index))
         if lo < 0 or hi >= num_nodes:
             raise ValueError(
                 f"{owner} got edge_index with node indices in [{lo}, {hi}] but x has "
