@@ -111,6 +111,26 @@ def aggregate_rows(
 
     :rtype: :class:`torch.Tensor` of shape ``[len(rows), F]``
     """
+    csr, rows, edge_weight, reduce, x_index, self_weight = _prepare_rows(
+        x, edge_index, rows, edge_weight, reduce, x_index, num_nodes, self_weight)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, edge_weight, self_weight))
+    if reduce != "max" and csr.device.type == "cpu" and not needs_grad:
+        adj = _adjacency(csr, _detached(edge_weight), x.dtype, reduce == "mean")
+        out = cpu_kernels.spmm_sum_rows(adj, x.detach(), rows, x_index, _detached(self_weight))
+        if out is not None:
+            return out
+    out = _aggregate_rows_gathered(x, csr, rows, edge_weight, reduce, x_index)
+    if self_weight is None:
+        return out
+    own = rows if x_index is None else x_index.index_select(0, rows)
+    return out.add_(self_weight.index_select(0, rows).unsqueeze(-1) * x.index_select(0, own))
+
+
+def _prepare_rows(x: Tensor, edge_index: Tensor | CSR, rows: Tensor, edge_weight: Tensor | None,
+                  reduce: str, x_index: Tensor | None, num_nodes: int | None,
+                  self_weight: Tensor | None) -> tuple:
+    """The validated arguments of :func:`aggregate_rows`, the graph as a :class:`CSR`."""
     _check_x(x)
     if x.layout != torch.strided:
         raise ValueError(f"'aggregate_rows' needs dense features, got x.layout={x.layout}")
@@ -134,18 +154,7 @@ def aggregate_rows(
     if self_weight is not None:
         self_weight = check_self_weight(self_weight, csr, x, reduce)
     rows = _check_rows(rows, csr)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, edge_weight, self_weight))
-    if reduce != "max" and csr.device.type == "cpu" and not needs_grad:
-        adj = _adjacency(csr, _detached(edge_weight), x.dtype, reduce == "mean")
-        out = cpu_kernels.spmm_sum_rows(adj, x.detach(), rows, x_index, _detached(self_weight))
-        if out is not None:
-            return out
-    out = _aggregate_rows_gathered(x, csr, rows, edge_weight, reduce, x_index)
-    if self_weight is None:
-        return out
-    own = rows if x_index is None else x_index.index_select(0, rows)
-    return out.add_(self_weight.index_select(0, rows).unsqueeze(-1) * x.index_select(0, own))
+    return csr, rows, edge_weight, reduce, x_index, self_weight
 
 
 def _aggregate_rows_gathered(x: Tensor, csr: CSR, rows: Tensor, edge_weight: Tensor | None,

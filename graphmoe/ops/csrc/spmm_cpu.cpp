@@ -94,6 +94,9 @@ struct AheadCursor {
 // `rows_slice` on the rows `rows[begin..end)`, x row `x_index[col[k]]` (or `col[k]`) for entry
 // k: the same accumulation, entry by entry in the same order, so every row equals the one
 // `rows_slice` computes. An entry whose x row falls outside [0, x_rows) is skipped and flagged.
+// The accumulation is written out again rather than shared: with the row loop in a common
+// helper (the prefetch passed as a lambda) GCC kept `acc` out of registers and the whole-graph
+// kernel ran 2.3x slower (13 -> 30 ms on 100k x 64, 1M edges).
 template <typename scalar_t, typename index_t, int W, bool kIndexed>
 void subset_rows_slice(const int64_t* starts, const int64_t* entries, const index_t* col,
                        const scalar_t* values, const scalar_t* x, const scalar_t* self_weight,
