@@ -23,13 +23,26 @@ constexpr int kSliceBytes = 256;
 // rows may lie anywhere in the CSR, so their entries are not read in one stream.
 constexpr int64_t kRowsAhead = 16;
 
-template <typename scalar_t, typename index_t, int W>
+// acc[0..width) += v * row[0..width): the one accumulation step of every sum product here, so
+// that the whole-graph and the row-subset kernels round alike (bit-identical rows).
+template <typename scalar_t, int W>
+__attribute__((always_inline)) inline void accumulate(scalar_t (&acc)[W], scalar_t v,
+                                                      const scalar_t* row, int64_t width) {
+  if (width == W) {
+#pragma omp simd
+    for (int j = 0; j < W; ++j) acc[j] += v * row[j];
+  } else {
+    for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
+  }
+}
+
+template <typename scalar_t, typename index_t, int W, bool kSelf>
 void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* values,
                 const scalar_t* x, const scalar_t* self_weight, scalar_t* out, int64_t begin,
                 int64_t end, int64_t num_cols, int64_t offset, int64_t width, int64_t nnz,
                 int64_t distance) {
   // `W` is the compile-time slice width; `width <= W` the features actually in this slice.
-  // With `self_weight` (square A), row i also adds self_weight[i] * x[i] after its entries.
+  // With `kSelf` (square A), row i also adds self_weight[i] * x[i] after its entries.
   for (int64_t i = begin; i < end; ++i) {
     scalar_t acc[W];
     for (int j = 0; j < W; ++j) acc[j] = scalar_t(0);
@@ -42,22 +55,12 @@ void rows_slice(const index_t* rowptr, const index_t* col, const scalar_t* value
       }
       const scalar_t v = values ? values[k] : scalar_t(1);
       const scalar_t* row = x + col[k] * num_cols + offset;
-      if (width == W) {
-#pragma omp simd
-        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
-      } else {
-        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
-      }
+      accumulate<scalar_t, W>(acc, v, row, width);
     }
-    if (self_weight) {
+    if (kSelf) {
       const scalar_t v = self_weight[i];
       const scalar_t* row = x + i * num_cols + offset;
-      if (width == W) {
-#pragma omp simd
-        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
-      } else {
-        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
-      }
+      accumulate<scalar_t, W>(acc, v, row, width);
     }
     scalar_t* target = out + i * num_cols + offset;
     for (int64_t j = 0; j < width; ++j) target[j] = acc[j];
@@ -94,9 +97,9 @@ struct AheadCursor {
 // `rows_slice` on the rows `rows[begin..end)`, x row `x_index[col[k]]` (or `col[k]`) for entry
 // k: the same accumulation, entry by entry in the same order, so every row equals the one
 // `rows_slice` computes. An entry whose x row falls outside [0, x_rows) is skipped and flagged.
-// The accumulation is written out again rather than shared: with the row loop in a common
-// helper (the prefetch passed as a lambda) GCC kept `acc` out of registers and the whole-graph
-// kernel ran 2.3x slower (13 -> 30 ms on 100k x 64, 1M edges).
+// The row loop is written out again rather than shared (only `accumulate` is): with the row
+// loop in a common helper (the prefetch passed as a lambda) GCC kept `acc` out of registers and
+// the whole-graph kernel ran 2.3x slower (13 -> 30 ms on 100k x 64, 1M edges).
 template <typename scalar_t, typename index_t, int W, bool kIndexed>
 void subset_rows_slice(const int64_t* starts, const int64_t* entries, const index_t* col,
                        const scalar_t* values, const scalar_t* x, const scalar_t* self_weight,
@@ -127,12 +130,7 @@ void subset_rows_slice(const int64_t* starts, const int64_t* entries, const inde
         continue;
       }
       const scalar_t* row = x + source * num_cols + offset;
-      if (width == W) {
-#pragma omp simd
-        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
-      } else {
-        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
-      }
+      accumulate<scalar_t, W>(acc, v, row, width);
     }
     const int64_t self = kIndexed ? x_index[rows[i]] : rows[i];
     if (self_weight && kIndexed && static_cast<uint64_t>(self) >= static_cast<uint64_t>(x_rows)) {
@@ -140,12 +138,7 @@ void subset_rows_slice(const int64_t* starts, const int64_t* entries, const inde
     } else if (self_weight) {
       const scalar_t v = self_weight[rows[i]];
       const scalar_t* row = x + self * num_cols + offset;
-      if (width == W) {
-#pragma omp simd
-        for (int j = 0; j < W; ++j) acc[j] += v * row[j];
-      } else {
-        for (int64_t j = 0; j < width; ++j) acc[j] += v * row[j];
-      }
+      accumulate<scalar_t, W>(acc, v, row, width);
     }
     scalar_t* target = out + i * num_cols + offset;
     for (int64_t j = 0; j < width; ++j) target[j] = acc[j];
@@ -228,10 +221,14 @@ void spmm_impl(const torch::Tensor& rowptr, const torch::Tensor& col, const torc
           rows_slice_max<scalar_t, index_t, W>(rp, c, v, xp, op, source_t, bounds[chunk],
                                                bounds[chunk + 1], num_rows, num_cols, offset,
                                                width, nnz, distance);
+        else if (sw)
+          rows_slice<scalar_t, index_t, W, true>(rp, c, v, xp, sw, op, bounds[chunk],
+                                                 bounds[chunk + 1], num_cols, offset, width, nnz,
+                                                 distance);
         else
-          rows_slice<scalar_t, index_t, W>(rp, c, v, xp, sw, op, bounds[chunk],
-                                           bounds[chunk + 1], num_cols, offset, width, nnz,
-                                           distance);
+          rows_slice<scalar_t, index_t, W, false>(rp, c, v, xp, nullptr, op, bounds[chunk],
+                                                  bounds[chunk + 1], num_cols, offset, width,
+                                                  nnz, distance);
       }
     }
   });
