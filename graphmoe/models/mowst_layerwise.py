@@ -58,10 +58,12 @@ class LayerwiseInput(NamedTuple):
 
 def layerwise_input(x: Tensor, edge_index: Tensor, csr: CSR, edge_weight: Tensor | None,
                     field: Field) -> LayerwiseInput:
-    """The field's position map; the first layer reads ``x`` in place when the field holds
-    half of the nodes or more (no gather of ``x``)."""
-    position = torch.empty(csr.num_rows, dtype=torch.long, device=x.device)
-    position[field.nodes] = torch.arange(field.nodes.numel(), device=x.device)
+    """The field's position map (``field.position``, else built here); the first layer reads
+    ``x`` in place when the field holds half of the nodes or more (no gather of ``x``)."""
+    position = field.position
+    if position is None:
+        position = torch.empty(csr.num_rows, dtype=torch.long, device=x.device)
+        position[field.nodes] = torch.arange(field.nodes.numel(), device=x.device)
     graph_ids = 2 * field.sizes[-1] >= csr.num_rows
     return LayerwiseInput(x, field, csr, edge_index, edge_weight, position, graph_ids)
 

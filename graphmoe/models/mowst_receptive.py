@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from graphmoe.ops import CSR, register_csr, to_csr
+from graphmoe.ops import CSR, cpu_kernels, register_csr, to_csr
 from graphmoe.ops.aggregate import select_rows
 from graphmoe.ops.row_subset import ragged_arange, sources_of
 
@@ -72,12 +72,14 @@ class Field(NamedTuple):
     ``nodes[:sizes[k]]`` are the nodes within :math:`k` hops (:math:`V_k`), sorted by
     distance, then by id (``nodes[:sizes[0]]`` are the seeds in node order);
     ``in_edges[k]`` is the number of in-edges of :math:`V_k`, for :math:`k < L` (what a layer
-    computing the rows of :math:`V_k` reads).
+    computing the rows of :math:`V_k` reads). ``position``, when given, maps a node id to its
+    place in ``nodes`` (entries outside the field are unset).
     """
 
     nodes: Tensor
     sizes: tuple[int, ...]
     in_edges: tuple[int, ...]
+    position: Tensor | None = None
 
     @property
     def num_hops(self) -> int:
@@ -96,11 +98,30 @@ def expand(csr: CSR, seeds: Tensor, num_hops: int,
            max_edges: float | None = None) -> Field | None:
     """The :class:`Field` of the bool mask ``seeds`` by frontier expansion on ``csr``.
 
-    Each hop marks the sources of the current frontier's in-edges
-    (:func:`graphmoe.ops.row_subset.sources_of`: a compiled pass over those rows of the CSR on
-    CPU) and keeps the nodes not seen before. Returns ``None`` as soon as the in-edges of
-    :math:`V_{L-1}` are known to number ``max_edges`` or more (checked before every hop).
+    Each hop marks the sources of the current frontier's in-edges and keeps the nodes not seen
+    before. Returns ``None`` as soon as the in-edges of :math:`V_{L-1}` are known to number
+    ``max_edges`` or more (checked before every hop). On CPU one compiled call does every hop
+    and the position map (:func:`graphmoe.ops.cpu_kernels.frontier_levels`: the marking split
+    among threads, one sequential pass per hop to keep the new nodes in id order); elsewhere
+    each hop is :func:`graphmoe.ops.row_subset.sources_of` and ``nonzero``.
     """
+    if seeds.dtype != torch.bool or seeds.numel() != csr.num_rows or csr.num_rows != csr.num_cols:
+        raise ValueError(f"expand() needs a bool mask with one entry per node of a square graph "
+                         f"({csr.num_rows} x {csr.num_cols}), got {seeds.dtype} "
+                         f"{tuple(seeds.shape)}")
+    if csr.device.type == "cpu":
+        levels = cpu_kernels.frontier_levels(csr.rowptr, csr.col, seeds, num_hops, max_edges)
+        if levels is not None:
+            if not levels:
+                return None
+            nodes, sizes, in_edges, position = levels
+            return Field(nodes, tuple(sizes.tolist()), tuple(in_edges.tolist()), position)
+    return _expand_by_hops(csr, seeds, num_hops, max_edges)
+
+
+def _expand_by_hops(csr: CSR, seeds: Tensor, num_hops: int,
+                    max_edges: float | None) -> Field | None:
+    """:func:`expand` hop by hop with tensor operations (no position map)."""
     deg = csr.deg
     seen = seeds.clone()
     level = seeds.nonzero().view(-1)

@@ -8,6 +8,8 @@ random rows of :math:`\mathbf{X}`. ATen's CSR kernels (``torch.sparse.mm`` and
 rows of the entries ``distance`` positions ahead and splits rows into chunks of equal entry
 counts (measured: ``benchmarks/message_passing.py``, docs/results.md). Results equal ATen's up
 to float rounding order; the sum over a row is in entry order, deterministic.
+``csrc/frontier_cpu.cpp`` (same extension) walks the graph: the sources of some rows, and the
+levels of a frontier expansion (Mowst's receptive fields).
 
 The extension is compiled with :func:`torch.utils.cpp_extension.load` (ninja and a C++
 compiler; ~30 s once, cached in ``$TORCH_EXTENSIONS_DIR``) the first time a CPU aggregation
@@ -29,9 +31,10 @@ import torch
 from torch import Tensor
 
 __all__ = ["load", "available", "spmm_sum", "spmm_sum_rows", "spmm_max", "mark_columns",
+           "frontier_levels",
            "PREFETCH_DISTANCE"]
 
-SOURCE = Path(__file__).with_name("csrc") / "spmm_cpu.cpp"
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("spmm_cpu.cpp", "frontier_cpu.cpp")]
 PREFETCH_DISTANCE = 32
 """Entries ahead whose ``x`` rows are prefetched (measured best of 0, 4, 8, 16, 32 here)."""
 _DTYPES = (torch.float32, torch.float64)
@@ -64,7 +67,7 @@ def load() -> ModuleType | None:
         from torch.utils.cpp_extension import load as build
 
         _put_ninja_on_path()
-        return build(name=f"graphmoe_spmm_cpu_{_cpu_tag()}", sources=[str(SOURCE)],
+        return build(name=f"graphmoe_spmm_cpu_{_cpu_tag()}", sources=[str(path) for path in SOURCES],
                      extra_cflags=["-O3", "-march=native", "-fopenmp"],
                      extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as error:  # no compiler, no ninja, a read-only cache: fall back to ATen
@@ -125,3 +128,15 @@ def mark_columns(rowptr: Tensor, col: Tensor, rows: Tensor, num_cols: int) -> Te
     if module is None:
         return None
     return module.mark_columns(rowptr, col, rows, num_cols)
+
+
+def frontier_levels(rowptr: Tensor, col: Tensor, seeds: Tensor, num_hops: int,
+                    max_edges: float | None) -> tuple[Tensor, ...] | None:
+    """``(nodes, sizes, in_edges, position)`` of the nodes within ``num_hops`` hops upstream of
+    the bool mask ``seeds`` on a square CSR (see ``csrc/frontier_cpu.cpp``); ``()`` when the
+    in-edges of a level reach ``max_edges``; ``None`` without the compiled kernel."""
+    module = load()
+    if module is None:
+        return None
+    limit = -1.0 if max_edges is None else float(max_edges)
+    return tuple(module.frontier_levels(rowptr, col, seeds.contiguous(), num_hops, limit))

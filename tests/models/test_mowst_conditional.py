@@ -126,6 +126,7 @@ def test_layerwise_without_the_compiled_kernels(graph, name, kwargs, monkeypatch
     """Where the compiled row-subset kernels are missing, the gathered sub-CSR path is used."""
     monkeypatch.setattr(cpu_kernels, "spmm_sum_rows", lambda *args: None)
     monkeypatch.setattr(cpu_kernels, "mark_columns", lambda *args: None)
+    monkeypatch.setattr(cpu_kernels, "frontier_levels", lambda *args: None)
     check_rows(strong(name, 2, **kwargs), *graph)
 
 
@@ -180,6 +181,34 @@ def test_field_matches_dense_reachability(graph):
                                     for k in range(4))
         assert field.in_edges == tuple(int(csr.deg[field.nodes[:field.sizes[k]]].sum())
                                        for k in range(3))
+
+
+def test_compiled_field_equals_hop_by_hop(graph):
+    """The compiled expansion (all hops and the position map in one call) gives the field of
+    the tensor hop-by-hop path, and stops at the same edge budget."""
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    _, edge_index = graph
+    csr = to_csr(edge_index, N)
+    for nodes in [*masks(), torch.zeros(N, dtype=torch.bool)]:
+        for hops in (0, 1, 3):
+            field = expand(csr, nodes, hops)
+            reference = mowst_receptive._expand_by_hops(csr, nodes, hops, None)
+            assert torch.equal(field.nodes, reference.nodes)
+            assert field.sizes == reference.sizes and field.in_edges == reference.in_edges
+            assert torch.equal(field.position[field.nodes], torch.arange(field.nodes.numel()))
+        budget = expand(csr, nodes, 2).in_edges[-1]
+        for limit in (budget, budget + 1, 0.5):
+            expected = mowst_receptive._expand_by_hops(csr, nodes, 2, limit)
+            assert (expand(csr, nodes, 2, limit) is None) == (expected is None)
+
+
+def test_expand_rejects_a_wrong_mask(graph):
+    csr = to_csr(graph[1], N)
+    with pytest.raises(ValueError, match="bool mask"):
+        expand(csr, torch.zeros(N - 1, dtype=torch.bool), 2)
+    with pytest.raises(ValueError, match="bool mask"):
+        expand(csr, torch.zeros(N, dtype=torch.long), 2)
 
 
 def test_max_fraction_falls_back_to_the_full_graph(graph):

@@ -365,33 +365,17 @@ torch::Tensor spmm_sum_rows(torch::Tensor adj, torch::Tensor x, torch::Tensor ro
   return out;
 }
 
-// Bool mask over the columns: true for the column of every entry of the rows `rows`.
+// Graph traversal on the same CSR arrays (csrc/frontier_cpu.cpp).
 torch::Tensor mark_columns(torch::Tensor rowptr, torch::Tensor col, torch::Tensor rows,
-                           int64_t num_cols) {
-  TORCH_CHECK(rowptr.dim() == 1 && col.dim() == 1 && rowptr.is_contiguous() &&
-              col.is_contiguous() && rowptr.scalar_type() == col.scalar_type(),
-              "expects contiguous 1-D rowptr and col of one dtype");
-  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == torch::kLong && rows.is_contiguous(),
-              "rows must be a contiguous 1-D int64 tensor");
-  auto mask = torch::zeros({num_cols}, rows.options().dtype(torch::kBool));
-  bool* out = mask.data_ptr<bool>();
-  const int64_t* r = rows.data_ptr<int64_t>();
-  const int64_t num_rows = rowptr.numel() - 1;
-  AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "mark_columns", [&] {
-    const index_t* rp = rowptr.data_ptr<index_t>();
-    const index_t* c = col.data_ptr<index_t>();
-    for (int64_t i = 0; i < rows.numel(); ++i) {
-      TORCH_CHECK(r[i] >= 0 && r[i] < num_rows, "rows[", i, "] = ", r[i],
-                  " is out of range for a CSR with ", num_rows, " rows");
-      for (index_t k = rp[r[i]]; k < rp[r[i] + 1]; ++k) out[c[k]] = true;
-    }
-  });
-  return mask;
-}
+                           int64_t num_cols);
+std::vector<torch::Tensor> frontier_levels(torch::Tensor rowptr, torch::Tensor col,
+                                           torch::Tensor seeds, int64_t num_hops,
+                                           double max_edges);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("spmm_sum_rows", &spmm_sum_rows, "rows of a CSR x dense sum product (CPU)");
   m.def("mark_columns", &mark_columns, "columns of the entries of some CSR rows (CPU)");
+  m.def("frontier_levels", &frontier_levels, "nodes within some hops upstream of seeds (CPU)");
   m.def("spmm_sum", &spmm_sum, "CSR x dense sum product (CPU)");
   m.def("spmm_max", &spmm_max, "CSR x dense max product and its arg-max sources (CPU)");
 }
