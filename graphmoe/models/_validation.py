@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from graphmoe.ops.csr import has_csr
+
 SPARSE_FEATURE_MODELS = "MLP, GCN and GraphSAGE"
 """The backbones that accept sparse node features (see :func:`check_sparse_features`)."""
 
@@ -54,7 +56,9 @@ def check_graph(
 ) -> None:
     """Require a ``[2, num_edges]`` integer ``edge_index`` within ``[0, num_nodes)``.
 
-    The range check is one pass (``aminmax``; a single device sync on CUDA).
+    The range check is one pass (``aminmax``; a single device sync on CUDA), skipped for a
+    graph whose CSR is cached for ``num_nodes`` (:func:`graphmoe.ops.has_csr`: checked when it
+    was built, and the cache drops it when ``edge_index`` changes in place).
     """
     if edge_index is None:
         raise ValueError(f"{owner} needs an edge_index of shape [2, num_edges], got None")
@@ -68,7 +72,7 @@ def check_graph(
         )
     if edge_index.dtype != torch.long:
         raise TypeError(f"{owner} expects edge_index of dtype torch.long, got {edge_index.dtype}")
-    if edge_index.numel() > 0:
+    if edge_index.numel() > 0 and not has_csr(edge_index, num_nodes):
         lo, hi = (int(v) for v in torch.aminmax(edge_index))
         if lo < 0 or hi >= num_nodes:
             raise ValueError(

@@ -14,7 +14,14 @@ draws its mask from uniform numbers on CPU (ATen's ``bernoulli_`` is ~3x slower 
 ``graphmoe.ops`` imports nothing else from graphmoe.
 """
 from graphmoe.ops.aggregate import aggregate, aggregate_linear
-from graphmoe.ops.csr import CSR, clear_csr_cache, csr_cache_info, register_csr, to_csr
+from graphmoe.ops.csr import (
+    CSR,
+    clear_csr_cache,
+    csr_cache_info,
+    has_csr,
+    register_csr,
+    to_csr,
+)
 from graphmoe.ops.dispatch import (
     DispatchPlan,
     combine_rows,
@@ -32,6 +39,7 @@ __all__ = [
     "CSR",
     "to_csr",
     "register_csr",
+    "has_csr",
     "aggregate",
     "aggregate_linear",
     "aggregate_rows",

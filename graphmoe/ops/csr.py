@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "to_csr", "register_csr", "clear_csr_cache", "csr_cache_info"]
+__all__ = ["CSR", "to_csr", "register_csr", "has_csr", "clear_csr_cache", "csr_cache_info"]
 
 CACHE_SIZE = 16  # graphs kept alive at once; full-batch training touches 1-3
 
@@ -326,6 +326,13 @@ class _CSRCache:
                 self._data.popitem(last=False)
         return csr
 
+    def contains(self, edge_index: Tensor, num_nodes: int | None) -> bool:
+        """Whether ``get(edge_index, num_nodes)`` would hit (without counting it)."""
+        key = (id(edge_index), _version(edge_index), num_nodes, edge_index.device)
+        with self._lock:
+            entry = self._data.get(key)
+            return entry is not None and entry[0]() is edge_index
+
     def put(self, edge_index: Tensor, csr: CSR) -> None:
         key = (id(edge_index), _version(edge_index), csr.num_rows, edge_index.device)
         with self._lock:
@@ -360,6 +367,13 @@ def to_csr(edge_index: Tensor, num_nodes: int | None = None) -> CSR:
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'edge_index' must be a torch.Tensor, got {type(edge_index).__name__}")
     return _CACHE.get(edge_index, num_nodes)
+
+
+def has_csr(edge_index: Tensor, num_nodes: int) -> bool:
+    """Whether ``to_csr(edge_index, num_nodes)`` is cached for this unmodified tensor: then its
+    indices were checked to lie in ``[0, num_nodes)`` when it was built or registered, and a
+    caller may skip that :math:`O(E)` pass."""
+    return isinstance(edge_index, Tensor) and _CACHE.contains(edge_index, num_nodes)
 
 
 def register_csr(edge_index: Tensor, csr: CSR, *, validate: bool = True) -> CSR:

@@ -18,6 +18,7 @@ from graphmoe.models import (
     SAGEConv,
     build_model,
 )
+from graphmoe.ops import has_csr
 
 N, F_IN, HIDDEN, OUT = 10, 6, 8, 3
 MODELS = {"mlp": MLP, "gcn": GCN, "sage": GraphSAGE, "gat": GAT, "gin": GIN}
@@ -138,6 +139,20 @@ def test_bad_graph_rejected(cls, graph):
         model(x, edge_index.float())
     with pytest.raises(ValueError, match=r"edge_weight of shape \[num_edges=30\]"):
         model(x, edge_index, torch.ones(29))
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_graph_changed_in_place_after_caching_is_checked_again(cls, graph):
+    """A cached CSR stands for a range check only while edge_index is unmodified."""
+    x, edge_index, _ = graph
+    edge_index = edge_index.clone()
+    model = make(cls).eval()
+    model(x, edge_index)  # builds and caches the CSR: later calls skip the range check
+    assert has_csr(edge_index, N)
+    edge_index[1, 0] = N  # out of range, in place: the cache entry no longer applies
+    assert not has_csr(edge_index, N)
+    with pytest.raises(ValueError, match=r"edge_index.*\[0, 10\].*10 nodes"):
+        model(x, edge_index)
 
 
 def test_mlp_ignores_graph(graph):
