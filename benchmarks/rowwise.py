@@ -7,7 +7,13 @@ CPU kernels take a scalar path. Forward only (no autograd, as at inference) and,
 ``--grad``, forward + backward. The implementations take turns within every repeat (median).
 
     OMP_NUM_THREADS=1 python benchmarks/rowwise.py                 # 100k rows, 2..40 columns
+    GRAPHMOE_CPU_KERNELS=0 python benchmarks/rowwise.py            # the composite formulas only
     python benchmarks/rowwise.py --quick                           # small sizes, a smoke test
+
+Without autograd graphmoe's maps run compiled row loops where the CPU kernels are built
+(``csrc/rowwise_cpu.cpp``), the composite formulas otherwise (``GRAPHMOE_CPU_KERNELS=0``).
+A fresh 2 MB output is page-faulted in at every call with glibc's default malloc (~1.5 ms
+here, more than the computation); ``--steady-heap`` keeps freed memory in the heap.
 
 Ends with one JSON line ``{"benchmark": "rowwise", "speedup": {CASE: aten / graphmoe}, ...}``;
 CASE is ``<op>@<columns>`` (``<op>+grad@<columns>`` with ``--grad``).
@@ -20,9 +26,9 @@ import os
 import platform
 
 import torch
-from _timing import CLOCKS, medians, paired_times  # benchmarks/_timing.py
+from _timing import CLOCKS, medians, paired_times, steady_heap  # benchmarks/_timing.py
 
-from graphmoe.ops import row_log_softmax, row_softmax, row_variance
+from graphmoe.ops import cpu_kernels, row_log_softmax, row_softmax, row_variance
 
 OPS = {  # name -> (graphmoe, ATen)
     "softmax": (row_softmax, lambda t: t.softmax(-1)),
@@ -47,7 +53,10 @@ def main() -> None:
     parser.add_argument("--grad", action="store_true", help="also forward + backward")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--steady-heap", action="store_true",
+                        help="keep freed memory in malloc (no page faults for fresh outputs)")
     args = parser.parse_args()
+    steady = steady_heap() if args.steady_heap else False
     rows, repeats = (2_000, 3) if args.quick else (args.rows, args.repeats)
     speedup, times = {}, {}
     for columns in args.columns:
@@ -65,6 +74,7 @@ def main() -> None:
                       f"{t['graphmoe'] * 1e3:7.2f} ms  x{speedup[name]:.2f}", flush=True)
     print(json.dumps({"benchmark": "rowwise", "speedup": speedup, "times_s": times,
                       "rows": rows, "threads": torch.get_num_threads(), "clock": args.clock,
+                      "steady_heap": steady, "compiled": cpu_kernels.available(),
                       "machine": platform.processor() or platform.machine(),
                       "loadavg": os.getloadavg(), "torch": torch.__version__}))
 

@@ -9,7 +9,8 @@ rows of the entries ``distance`` positions ahead and splits rows into chunks of 
 counts (measured: ``benchmarks/message_passing.py``, docs/results.md). Results equal ATen's up
 to float rounding order; the sum over a row is in entry order, deterministic.
 ``csrc/frontier_cpu.cpp`` (same extension) walks the graph: the sources of some rows, and the
-levels of a frontier expansion (Mowst's receptive fields).
+levels of a frontier expansion (Mowst's receptive fields); ``csrc/rowwise_cpu.cpp`` holds the
+softmax and variance of narrow rows (class scores, :mod:`graphmoe.ops.rowwise`).
 
 The extension is compiled with :func:`torch.utils.cpp_extension.load` (ninja and a C++
 compiler; ~30 s once, cached in ``$TORCH_EXTENSIONS_DIR``) the first time a CPU aggregation
@@ -31,10 +32,11 @@ import torch
 from torch import Tensor
 
 __all__ = ["load", "available", "spmm_sum", "spmm_sum_rows", "spmm_max", "mark_columns",
-           "frontier_levels",
+           "frontier_levels", "narrow_softmax", "narrow_variance",
            "PREFETCH_DISTANCE"]
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("spmm_cpu.cpp", "frontier_cpu.cpp")]
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("spmm_cpu.cpp", "frontier_cpu.cpp",
+                                                           "rowwise_cpu.cpp")]
 PREFETCH_DISTANCE = 32
 """Entries ahead whose ``x`` rows are prefetched (measured best of 0, 4, 8, 16, 32 here)."""
 _DTYPES = (torch.float32, torch.float64)
@@ -140,3 +142,21 @@ def frontier_levels(rowptr: Tensor, col: Tensor, seeds: Tensor, num_hops: int,
         return None
     limit = -1.0 if max_edges is None else float(max_edges)
     return tuple(module.frontier_levels(rowptr, col, seeds.contiguous(), num_hops, limit))
+
+
+def narrow_softmax(x: Tensor) -> Tensor | None:
+    """``torch.softmax(x, dim=-1)`` for a 2-D CPU float32/float64 ``x`` (no autograd), row by
+    row; ``None`` where the kernel does not apply."""
+    module = load()
+    if module is None or x.dim() != 2 or x.dtype not in _DTYPES or x.device.type != "cpu":
+        return None
+    return module.narrow_softmax(x.contiguous())
+
+
+def narrow_variance(x: Tensor) -> Tensor | None:
+    """``x.var(dim=-1, unbiased=False)`` for a 2-D CPU float32/float64 ``x`` (no autograd);
+    ``None`` where the kernel does not apply."""
+    module = load()
+    if module is None or x.dim() != 2 or x.dtype not in _DTYPES or x.device.type != "cpu":
+        return None
+    return module.narrow_variance(x.contiguous())

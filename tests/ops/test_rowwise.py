@@ -4,7 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graphmoe.ops import row_log_softmax, row_softmax, row_variance
+from graphmoe.ops import cpu_kernels, row_log_softmax, row_softmax, row_variance
+
+
+@pytest.fixture(params=["compiled", "composite"], autouse=True)
+def implementation(request, monkeypatch):
+    """Both implementations: the compiled row loops (no autograd, 2-D CPU) and the composite
+    formulas they stand in for."""
+    if request.param == "compiled" and not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    if request.param == "composite":
+        monkeypatch.setattr(cpu_kernels, "narrow_softmax", lambda x: None)
+        monkeypatch.setattr(cpu_kernels, "narrow_variance", lambda x: None)
+    return request.param
 
 
 @pytest.mark.parametrize("width", [1, 2, 5, 15, 16, 40])
@@ -52,3 +64,18 @@ def test_no_columns_is_an_error():
         row_softmax(torch.empty(3, 0))
     with pytest.raises(ValueError, match="at least one column"):
         row_variance(torch.empty(0))
+
+
+def test_infinite_scores_and_strided_input():
+    x = torch.randn(5, 6).t()  # [6, 5], not contiguous
+    x[0, 1] = float("-inf")  # that class gets probability 0
+    x[2, 3] = float("inf")  # inf - inf: the row is NaN, as in ATen
+    probs, expected = row_softmax(x), x.softmax(-1)
+    assert probs[0, 1] == 0 and probs[2].isnan().all()
+    torch.testing.assert_close(probs[[0, 1, 3, 4, 5]], expected[[0, 1, 3, 4, 5]])
+    torch.testing.assert_close(row_variance(x[[1, 3]]), x[[1, 3]].var(-1, unbiased=False))
+
+
+def test_no_rows():
+    assert row_softmax(torch.empty(0, 4)).shape == (0, 4)
+    assert row_variance(torch.empty(0, 4)).shape == (0,)

@@ -371,11 +371,16 @@ torch::Tensor mark_columns(torch::Tensor rowptr, torch::Tensor col, torch::Tenso
 std::vector<torch::Tensor> frontier_levels(torch::Tensor rowptr, torch::Tensor col,
                                            torch::Tensor seeds, int64_t num_hops,
                                            double max_edges);
+// Row-wise maps of narrow rows (csrc/rowwise_cpu.cpp).
+torch::Tensor narrow_softmax(torch::Tensor x);
+torch::Tensor narrow_variance(torch::Tensor x);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("spmm_sum_rows", &spmm_sum_rows, "rows of a CSR x dense sum product (CPU)");
   m.def("mark_columns", &mark_columns, "columns of the entries of some CSR rows (CPU)");
   m.def("frontier_levels", &frontier_levels, "nodes within some hops upstream of seeds (CPU)");
+  m.def("narrow_softmax", &narrow_softmax, "softmax over narrow rows (CPU)");
+  m.def("narrow_variance", &narrow_variance, "biased variance of narrow rows (CPU)");
   m.def("spmm_sum", &spmm_sum, "CSR x dense sum product (CPU)");
   m.def("spmm_max", &spmm_max, "CSR x dense max product and its arg-max sources (CPU)");
 }
