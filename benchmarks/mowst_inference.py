@@ -29,9 +29,10 @@ The implementations take turns within every repeat, so a change of load on a sha
 hits them alike; times are medians over ``--repeats``, ratios (``x0.61``, ``*_ratio``) the
 median over the repeats of conditional / full within the repeat. With glibc's default malloc,
 the full pass's 25 MB buffers are page-faulted in again after the conditional pass's smaller
-ones were freed (the heap is trimmed), which inflates the full pass by up to ~30% in paired runs;
-``--steady-heap`` keeps freed memory in the heap (``_timing.steady_heap``) and measures the
-computation alone.
+ones were freed (the heap is trimmed), which inflates the full pass by up to ~30% in paired runs
+(a process that runs one path repeatedly does not pay it); so by default freed memory stays in
+the heap (``_timing.steady_heap``, ``"steady_heap": true`` in the JSON line) and the computation
+alone is measured; ``--default-malloc`` measures with glibc's settings.
 
     GRAPHMOE_DATA=../shared/datasets python benchmarks/mowst_inference.py   # both graphs
     python benchmarks/mowst_inference.py --no-real --fractions 0.5          # CSBM, half routed
@@ -204,9 +205,13 @@ def main() -> None:
                         help="also time the receptive-subgraph path (no layer-wise evaluation)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall time, or the process's CPU time (use with one thread)")
-    parser.add_argument("--steady-heap", action="store_true",
+    parser.add_argument("--steady-heap", dest="steady_heap", action="store_true", default=True,
                         help="keep freed memory in malloc (no page faults from trimming), so "
-                             "that the order of the paired calls does not change their cost")
+                             "that the order of the paired calls does not change their cost "
+                             "(the default)")
+    parser.add_argument("--default-malloc", dest="steady_heap", action="store_false",
+                        help="glibc's default malloc settings: the full pass's buffers are "
+                             "page-faulted in again after the conditional pass (flatters it)")
     args = parser.parse_args()
     steady = steady_heap() if args.steady_heap else False
     global CLOCK
