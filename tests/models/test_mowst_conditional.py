@@ -203,6 +203,26 @@ def test_compiled_field_equals_hop_by_hop(graph):
             assert (expand(csr, nodes, 2, limit) is None) == (expected is None)
 
 
+def test_compiled_field_with_threads_on_a_larger_graph():
+    """Frontiers of thousands of rows are marked by several threads: same field."""
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    gen = torch.Generator().manual_seed(11)
+    num_nodes = 20_000
+    edge_index = torch.randint(num_nodes, (2, 120_000), generator=gen)
+    csr = to_csr(edge_index, num_nodes)
+    seeds = torch.rand(num_nodes, generator=gen) < 0.3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        field = expand(csr, seeds, 2)
+    finally:
+        torch.set_num_threads(threads)
+    reference = mowst_receptive._expand_by_hops(csr, seeds, 2, None)
+    assert torch.equal(field.nodes, reference.nodes) and field.sizes == reference.sizes
+    assert field.in_edges == reference.in_edges
+
+
 def test_expand_rejects_a_wrong_mask(graph):
     csr = to_csr(graph[1], N)
     with pytest.raises(ValueError, match="bool mask"):
