@@ -11,12 +11,15 @@ namespace {
 
 // reached[col[k]] = 1 for every entry k of the rows `rows[begin..end)`, rows split among threads.
 // Threads may store 1 into the same byte; relaxed atomic stores make that well defined.
+// The pointers are copied into the task: captured by reference, they were reloaded after every
+// (atomic) store. The entries of the row 16 ahead are prefetched (the rows lie anywhere).
 template <typename index_t>
 void mark_sources(const index_t* rowptr, const index_t* col, const int64_t* rows, int64_t begin,
                   int64_t end, uint8_t* reached) {
-  at::parallel_for(begin, end, 1024, [&](int64_t first, int64_t last) {
+  at::parallel_for(begin, end, 1024, [rowptr, col, rows, reached](int64_t first, int64_t last) {
     for (int64_t i = first; i < last; ++i) {
-      const index_t start = rowptr[rows[i]], stop = rowptr[rows[i] + 1];  // (the stores may alias)
+      if (i + 16 < last) __builtin_prefetch(col + rowptr[rows[i + 16]], 0, 1);
+      const index_t start = rowptr[rows[i]], stop = rowptr[rows[i] + 1];
       for (index_t k = start; k < stop; ++k)
         __atomic_store_n(reached + col[k], uint8_t(1), __ATOMIC_RELAXED);
     }
