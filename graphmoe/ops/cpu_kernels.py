@@ -35,8 +35,9 @@ __all__ = ["load", "available", "spmm_sum", "spmm_sum_rows", "spmm_max", "mark_c
            "frontier_levels", "narrow_softmax", "narrow_variance",
            "PREFETCH_DISTANCE"]
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("spmm_cpu.cpp", "frontier_cpu.cpp",
-                                                           "rowwise_cpu.cpp")]
+SOURCES = [Path(__file__).with_name("csrc") / name
+           for name in ("spmm_cpu.cpp", "frontier_cpu.cpp", "rowwise_cpu.cpp")]
+"""One extension: products (``spmm_cpu.cpp``, which binds all), graph traversal, row-wise maps."""
 PREFETCH_DISTANCE = 32
 """Entries ahead whose ``x`` rows are prefetched (measured best of 0, 4, 8, 16, 32 here)."""
 _DTYPES = (torch.float32, torch.float64)

@@ -30,7 +30,8 @@ from graphmoe.ops import cpu_kernels
 __all__ = ["row_softmax", "row_log_softmax", "row_variance"]
 
 NARROW = 16
-"""Rows narrower than this use the composite formulas."""
+"""Softmaxes of rows narrower than this use the compiled row loops or the composite formulas
+(wider ones ATen's kernel)."""
 
 
 def _check(x: Tensor) -> None:

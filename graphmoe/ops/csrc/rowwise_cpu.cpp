@@ -3,7 +3,7 @@
 // ATen reduces along a row of 2-8 entries one row at a time, which costs ~0.4 ms per operation
 // on [100000, 5] (graphmoe/ops/rowwise.py). Here each row is handled in registers: the softmax
 // shifts by the row maximum in one pass, takes ATen's vectorised exp over the whole tensor, and
-// divides by the row sums in a second pass; the variance is two passes over the row (mean,
+// scales each row by the reciprocal of its sum in a second pass; the variance is two passes over the row (mean,
 // then squared deviations). Rows are split among threads. Bound into the extension of
 // spmm_cpu.cpp.
 #include <torch/extension.h>
