@@ -145,19 +145,20 @@ def frontier_levels(rowptr: Tensor, col: Tensor, seeds: Tensor, num_hops: int,
     return tuple(module.frontier_levels(rowptr, col, seeds.contiguous(), num_hops, limit))
 
 
-def narrow_softmax(x: Tensor) -> Tensor | None:
-    """``torch.softmax(x, dim=-1)`` for a 2-D CPU float32/float64 ``x`` (no autograd), row by
-    row; ``None`` where the kernel does not apply."""
+def _narrow(op: str, x: Tensor) -> Tensor | None:
     module = load()
     if module is None or x.dim() != 2 or x.dtype not in _DTYPES or x.device.type != "cpu":
         return None
-    return module.narrow_softmax(x.contiguous())
+    return getattr(module, op)(x.contiguous())
+
+
+def narrow_softmax(x: Tensor) -> Tensor | None:
+    """``torch.softmax(x, dim=-1)`` for a 2-D CPU float32/float64 ``x`` (no autograd), row by
+    row; ``None`` where the kernel does not apply."""
+    return _narrow("narrow_softmax", x)
 
 
 def narrow_variance(x: Tensor) -> Tensor | None:
     """``x.var(dim=-1, unbiased=False)`` for a 2-D CPU float32/float64 ``x`` (no autograd);
     ``None`` where the kernel does not apply."""
-    module = load()
-    if module is None or x.dim() != 2 or x.dtype not in _DTYPES or x.device.type != "cpu":
-        return None
-    return module.narrow_variance(x.contiguous())
+    return _narrow("narrow_variance", x)

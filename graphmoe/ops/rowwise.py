@@ -41,9 +41,9 @@ def _check(x: Tensor) -> None:
 
 
 def _compiled(x: Tensor) -> bool:
-    """Whether the compiled row loops may take ``x`` (2-D, CPU, no gradient to record)."""
-    return (x.dim() == 2 and x.device.type == "cpu"
-            and not (torch.is_grad_enabled() and x.requires_grad))
+    """Whether the compiled row loops may take ``x``: no gradient to record (the kernels
+    themselves decline other shapes, dtypes and devices)."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def row_softmax(x: Tensor) -> Tensor:
@@ -76,7 +76,7 @@ def row_variance(x: Tensor) -> Tensor:
     """Biased variance of every row, ``torch.var(x, dim=-1, unbiased=False)``; shape
     ``x.shape[:-1]``."""
     _check(x)
-    if _compiled(x) and x.is_floating_point():
+    if _compiled(x):
         out = cpu_kernels.narrow_variance(x)
         if out is not None:
             return out
