@@ -50,6 +50,29 @@ def test_equals_the_dense_product(dtype, width, threads):
     torch.testing.assert_close(out, spmm._spmm_aten(adj, x), atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_subset_over_many_rows_and_bad_rows(threads):
+    """Rows of the product straight from the kernel, for a selection long enough that its row
+    starts are gathered by several threads (with repeats and unsorted ids), and a row id
+    outside the CSR refused (the kernel checks it itself, not only the Python wrapper)."""
+    if not cpu_kernels.available():
+        pytest.skip("no compiled kernel here")
+    adj = random_csr(5000, 5000, 60000, torch.float32, seed=3)
+    x = torch.randn(5000, 5)
+    rows = torch.randint(0, 5000, (40000,), generator=torch.Generator().manual_seed(4))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = cpu_kernels.spmm_sum_rows(adj, x, rows, None)
+        bad = rows.clone()
+        bad[30000] = 5000
+        with pytest.raises(RuntimeError, match="outside"):
+            cpu_kernels.spmm_sum_rows(adj, x, bad, None)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(out, cpu_kernels.spmm_sum(adj, x)[rows])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("width", [3, 64, 100])
 def test_max_and_its_sources(dtype, width):
