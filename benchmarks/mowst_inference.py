@@ -196,7 +196,8 @@ def main() -> None:
     parser.add_argument("--csbm-nodes", type=int, default=100_000)
     parser.add_argument("--strong", default="gcn", help="strong expert (gcn, sage, gat, gin)")
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15,
+                        help="paired rounds; ratios are the median over them (the host is noisy)")
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS),
                         help="fractions of the nodes sent to the weak expert")
     parser.add_argument("--real", nargs="+", default=REAL_GRAPHS,
