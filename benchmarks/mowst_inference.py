@@ -46,8 +46,8 @@ all layers, over what full inference aggregates); ``rows`` has every measurement
 of nodes and edges touched and the load average before and after. ``e2e_ratio_bound`` (``bound``
 in the printed line) is the end-to-end ratio that a conditional GNN costing exactly
 ``aggregation_fraction`` of the full GNN, with no fixed cost, would reach with the measured weak
-expert, gate and combination, which both paths run on every node: no exact conditional GNN
-does better end to end.
+expert, gate and combination, which both paths run on every node: about as far as exact
+conditional computation of the GNN can bring the whole prediction.
 """
 from __future__ import annotations
 
@@ -179,8 +179,9 @@ def bench_graph(name: str, data: Data, model: Mowst, thresholds: dict[float, flo
                   f"GNN {t['gnn_full'] * 1e3:7.1f} -> {t['gnn_cond'] * 1e3:7.1f} ms "
                   f"(x{ratio['gnn']:.2f}) |{sub} end-to-end "
                   f"{t['e2e_full'] * 1e3:7.1f} -> {t['e2e_cond'] * 1e3:7.1f} ms "
-                  f"(x{ratio['e2e']:.2f}, bound x{ideal_e2e:.2f}) | shared: weak expert {t['weak'] * 1e3:.1f} ms, gate "
-                  f"{t['gate'] * 1e3:.1f} ms | field {t['field'] * 1e3:.1f} ms | "
+                  f"(x{ratio['e2e']:.2f}, bound x{ideal_e2e:.2f}) | shared: weak expert "
+                  f"{t['weak'] * 1e3:.1f} ms, gate {t['gate'] * 1e3:.1f} ms | "
+                  f"field {t['field'] * 1e3:.1f} ms | "
                   f"identical={identical}", flush=True)
     return rows
 
